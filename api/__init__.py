@@ -1,0 +1,47 @@
+"""HTTP edge: the app factory wires configuration, extensions and blueprints in order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from api import auth, config, content_types, db, errors, logs
+from api.limits import limiter
+from api.openapi import Api, openapi_config
+from api.resources import BLUEPRINTS
+from services import crypto, passwords
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    settings = config.load(overrides)
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.config.update(openapi_config())
+    app.config["MAX_CONTENT_LENGTH"] = settings["DCT_MAX_REQUEST_BYTES"]
+    app.config["RATELIMIT_STORAGE_URI"] = settings["DCT_RATELIMIT_STORAGE_URI"]
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    if settings["DCT_TRUSTED_PROXIES"]:
+        count = settings["DCT_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)  # type: ignore[method-assign]
+
+    logs.configure(settings["DCT_LOG_LEVEL"])
+    crypto.configure(crypto.decode_master_key(settings["DCT_ENCRYPTION_KEY"]))
+    passwords.configure(cheap=settings["DCT_PASSWORD_HASH_CHEAP"])
+
+    logs.init_app(app)
+    db.init_app(app)
+    auth.init_app(app)
+    limiter.init_app(app)
+    content_types.init_app(app)
+    api = Api(app)
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    errors.init_app(app)  # after Api: replaces flask-smorest's JSON error handler
+
+    from api import cli
+
+    cli.init_app(app)
+    return app

@@ -1,0 +1,131 @@
+"""Operator commands: `flask --app wsgi db|users|audit|demo|scheduler|serve`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from alembic import command
+from alembic.config import Config
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from api.db import database
+from services import audit, bootstrap, demo
+from services.actor import Role
+
+ROOT = Path(__file__).resolve().parent.parent
+
+db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
+users_cli = AppGroup("users", help="Accounts.")
+audit_cli = AppGroup("audit", help="The audit trail.")
+demo_cli = AppGroup("demo", help="Demo data for `make run`.")
+scheduler_cli = AppGroup("scheduler", help="Time-driven jobs.")
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    url = current_app.config["DATABASE_URL"]
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), revision)
+    click.echo(f"database at {revision}")
+
+
+@users_cli.command("create")
+@click.option("--role", type=click.Choice([Role.ADMIN.value]), required=True)
+@click.option("--email", required=True)
+@click.option("--full-name", required=True)
+@click.option("--timezone", default="Europe/Brussels", show_default=True)
+@click.option("--locale", default="en", show_default=True)
+@click.password_option(help="Read from a prompt, or from standard input when piped.")
+def users_create(
+    role: str, email: str, full_name: str, timezone: str, locale: str, password: str
+) -> None:
+    """Create an admin with a password: how a deployment gets its first account.
+
+    Every other account is created through the API and activated with a code.
+    """
+    with database().sessions() as session:
+        user = bootstrap.create_admin(
+            session,
+            email=email,
+            full_name=full_name,
+            timezone=timezone,
+            locale=locale,
+            password=password,
+        )
+        session.commit()
+        click.echo(f"created {role} {user.id}")
+
+
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Walk every hash chain and the seals; exit 1 at the first broken link."""
+    with database().sessions() as session:
+        checked, broken = audit.verify(session)
+    if broken:
+        click.echo(f"BROKEN after {checked} good events: {broken.where}: {broken.problem}")
+        sys.exit(1)
+    click.echo(f"audit trail intact: {checked} events verified")
+
+
+@audit_cli.command("seal")
+def audit_seal() -> None:
+    """Seal the current chain heads now (the scheduler does this periodically)."""
+    with database().sessions() as session:
+        sealed = audit.seal(session)
+        session.commit()
+    click.echo(f"seal {sealed.seq} written" if sealed else "nothing new to seal")
+
+
+@demo_cli.command("seed")
+def demo_seed() -> None:
+    """Create the demo study, sites and accounts (idempotent) and print the log-ins."""
+    with database().sessions() as session:
+        logins = demo.seed(session)
+        session.commit()
+    click.echo(f"\nDemo log-ins (password for all: {demo.DEMO_PASSWORD})")
+    for role, identifier in logins:
+        click.echo(f"  {role:<12} {identifier}")
+    click.echo("\nAPI docs: http://127.0.0.1:5000/api/v1/docs\n")
+
+
+@scheduler_cli.command("run")
+def scheduler_run() -> None:
+    """Run the scheduler in the foreground: production runs this as its own process."""
+    from scheduling.runner import build_scheduler
+
+    scheduler = build_scheduler(database().sessions, current_app.config, blocking=True)
+    click.echo("scheduler running; Ctrl+C to stop")
+    scheduler.start()
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+def serve(host: str, port: int) -> None:
+    """Development server with the scheduler in the same process (`make run`)."""
+    from scheduling.runner import build_scheduler
+
+    scheduler = build_scheduler(database().sessions, current_app.config, blocking=False)
+    scheduler.start()
+    try:
+        current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def init_app(app: Flask) -> None:
+    for group in (db_cli, users_cli, audit_cli, demo_cli, scheduler_cli, serve):
+        app.cli.add_command(group)

@@ -1,0 +1,74 @@
+"""Configuration from environment variables, with safe development defaults.
+
+Every variable is listed in README.md. Production (`DCT_ENV=production`) refuses to
+start with a missing or development secret.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from services.crypto import decode_master_key
+
+ROOT = Path(__file__).resolve().parent.parent
+# Development-only values: known to everyone, so production refuses them.
+DEV_JWT_SECRET = "dev-only-jwt-secret-do-not-use-in-production-0000"  # noqa: S105 - the public development default
+DEV_ENCRYPTION_KEY = "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE="
+
+DEFAULTS: dict[str, Any] = {
+    "DCT_ENV": "development",
+    "DATABASE_URL": f"sqlite:///{ROOT / 'instance' / 'dct.sqlite3'}",
+    "JWT_SECRET_KEY": DEV_JWT_SECRET,
+    "DCT_ENCRYPTION_KEY": DEV_ENCRYPTION_KEY,
+    "DCT_ACCESS_TOKEN_MINUTES": 15,
+    "DCT_REFRESH_TOKEN_DAYS": 30,
+    "DCT_MAX_FAILED_LOGINS": 5,
+    "DCT_LOCKOUT_MINUTES": 15,
+    "DCT_LOGIN_RATE_LIMIT": "20 per minute",
+    "DCT_RATELIMIT_STORAGE_URI": "memory://",
+    "DCT_MAX_REQUEST_BYTES": 1024 * 1024,
+    "DCT_TRUSTED_PROXIES": 0,
+    "DCT_LOG_LEVEL": "INFO",
+    "DCT_AUDIT_SEAL_MINUTES": 60,
+    "DCT_PASSWORD_HASH_CHEAP": False,
+}
+
+
+def _coerce(default: Any, raw: str) -> Any:
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    return raw
+
+
+def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then the environment, then explicit overrides (tests pass theirs)."""
+    settings = dict(DEFAULTS)
+    for key, default in DEFAULTS.items():
+        if key in os.environ:
+            settings[key] = _coerce(default, os.environ[key])
+    settings.update(overrides or {})
+    _check(settings)
+    return settings
+
+
+def _check(settings: Mapping[str, Any]) -> None:
+    if settings["DCT_ENV"] not in ("development", "production"):
+        raise RuntimeError("DCT_ENV must be 'development' or 'production'")
+    decode_master_key(settings["DCT_ENCRYPTION_KEY"])
+    if settings["DCT_ENV"] != "production":
+        return
+    problems = []
+    jwt_secret = settings["JWT_SECRET_KEY"]
+    if jwt_secret == DEV_JWT_SECRET or len(jwt_secret) < 32:
+        problems.append("JWT_SECRET_KEY must be set to a random secret of 32+ characters")
+    if settings["DCT_ENCRYPTION_KEY"] == DEV_ENCRYPTION_KEY:
+        problems.append("DCT_ENCRYPTION_KEY must be set to 32 random bytes in URL-safe base64")
+    if settings["DCT_PASSWORD_HASH_CHEAP"]:
+        problems.append("DCT_PASSWORD_HASH_CHEAP is for tests only")
+    if problems:
+        raise RuntimeError("refusing to start in production: " + "; ".join(problems))

@@ -1,0 +1,100 @@
+"""flask-smorest's Api with problem+json errors documented and the bearer scheme declared."""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable
+from typing import Any
+
+from flask_smorest import Api as SmorestApi
+from flask_smorest import Blueprint as SmorestBlueprint
+from flask_smorest.utils import prepare_response
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from api.errors import PROBLEM_JSON, ProblemSchema
+
+API_PREFIX = "/api/v1"
+
+
+class Api(SmorestApi):
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        """Document every error response as application/problem+json."""
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_JSON)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+def openapi_config() -> dict[str, Any]:
+    return {
+        "API_TITLE": "DCT backend",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.1.0",
+        "OPENAPI_URL_PREFIX": API_PREFIX,
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/docs",
+        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        "API_SPEC_OPTIONS": {
+            "info": {
+                "description": "Backend of a decentralised clinical trial. Log in with "
+                "POST /api/v1/auth/login, then press Authorize and paste the access_token."
+            },
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                }
+            },
+        },
+    }
+
+
+def documents_errors(blp: SmorestBlueprint, *statuses: int) -> Callable[[Any], Any]:
+    """Declare the problem+json responses a view may answer, for the OpenAPI document."""
+
+    def decorate(view: Any) -> Any:
+        for status in statuses:
+            view = blp.alt_response(status, response=http.HTTPStatus(status).name)(view)
+        return view
+
+    return decorate
+
+
+class Blueprint(SmorestBlueprint):
+    """Pagination defaults of the API contract: page_size 50, at most 500."""
+
+    DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 50, "max_page_size": 500}  # noqa: RUF012
+
+
+def protected(blp: Blueprint, *statuses: int) -> Callable[[Any], Any]:
+    """Mark a view as needing a bearer token and document its error responses."""
+
+    def decorate(view: Any) -> Any:
+        view = documents_errors(blp, 401, *statuses)(view)
+        return blp.doc(security=[{"bearerAuth": []}])(view)
+
+    return decorate
+
+
+class QueryResults:
+    """A SELECT that flask-smorest's `Page` can count and slice in the database."""
+
+    def __init__(self, session: Session, query: Select[Any]) -> None:
+        self.session = session
+        self.query = query
+
+    def __len__(self) -> int:
+        counted = select(func.count()).select_from(self.query.order_by(None).subquery())
+        return self.session.scalar(counted) or 0
+
+    def __getitem__(self, window: slice) -> list[Any]:
+        start = window.start or 0
+        limited = self.query.offset(start).limit((window.stop or start) - start)
+        return list(self.session.scalars(limited))

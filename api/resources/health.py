@@ -1,0 +1,38 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from sqlalchemy import text
+
+from api.db import db_session
+from api.openapi import Blueprint, documents_errors
+from services.errors import DomainError
+
+blp = Blueprint("health", __name__, url_prefix="/", description="Liveness and readiness")
+
+
+class NotReady(DomainError):
+    status = 503
+    title = "Service Unavailable"
+
+
+@blp.route("/healthz")
+class Health(MethodView):
+    @blp.response(200)
+    def get(self) -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+
+@blp.route("/readyz")
+class Ready(MethodView):
+    @blp.response(200)
+    @documents_errors(blp, 503)
+    def get(self) -> dict[str, str]:
+        """The database answers."""
+        try:
+            db_session().execute(text("SELECT 1"))
+        except Exception as exc:
+            raise NotReady("the database does not answer") from exc
+        return {"status": "ready"}

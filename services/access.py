@@ -1,0 +1,84 @@
+"""Authorisation by construction: one query per resource returning only what an actor
+may see. Every read and write starts from these, so a foreign id is simply absent
+(404), never a 403 that confirms it exists."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TypeVar
+
+from sqlalchemy import Select, false, select
+from sqlalchemy.orm import Session
+
+from services.actor import Actor, Role
+from services.errors import Forbidden, NotFound
+from services.models import Participant, Site, Study, User, user_sites
+
+T = TypeVar("T")
+
+
+def visible_studies(actor: Actor) -> Select[tuple[Study]]:
+    query = select(Study)
+    if actor.role == Role.ADMIN:
+        return query
+    if actor.role in (Role.COORDINATOR, Role.NURSE, Role.MONITOR):
+        return query.where(Study.id.in_(actor.study_ids))
+    raise Forbidden("studies are listed for staff only")
+
+
+def visible_sites(actor: Actor) -> Select[tuple[Site]]:
+    query = select(Site)
+    if actor.role == Role.ADMIN:
+        return query
+    if actor.role in (Role.COORDINATOR, Role.NURSE):
+        return query.where(Site.id.in_(actor.site_ids))
+    if actor.role == Role.MONITOR:
+        return query.where(Site.study_id.in_(actor.study_ids))
+    raise Forbidden("sites are listed for staff only")
+
+
+def visible_participants(actor: Actor) -> Select[tuple[Participant]]:
+    """Admins and monitors see every participant of their scope, pseudonymised by the
+    API; coordinators their sites; patients themselves. Nurses see the participants
+    of visits assigned to them, which arrive with home-nurse visits: until then, none."""
+    query = select(Participant)
+    if actor.role == Role.ADMIN:
+        return query
+    if actor.role == Role.COORDINATOR:
+        return query.where(Participant.site_id.in_(actor.site_ids))
+    if actor.role == Role.MONITOR:
+        return query.where(Participant.study_id.in_(actor.study_ids))
+    if actor.role == Role.PATIENT:
+        return query.where(Participant.id == actor.participant_id)
+    return query.where(false())
+
+
+def visible_users(actor: Actor) -> Select[tuple[User]]:
+    """Admins manage every account; coordinators the nurses of their sites."""
+    query = select(User)
+    if actor.role == Role.ADMIN:
+        return query
+    if actor.role == Role.COORDINATOR:
+        nurses_here = select(user_sites.c.user_id).where(user_sites.c.site_id.in_(actor.site_ids))
+        return query.where(User.role == Role.NURSE.value, User.id.in_(nurses_here))
+    raise Forbidden("only admins and coordinators manage accounts")
+
+
+def sees_identity(actor: Actor) -> bool:
+    """Direct identifiers go only to those who care for the participant."""
+    return actor.role in (Role.COORDINATOR, Role.NURSE, Role.PATIENT)
+
+
+def require_role(actor: Actor, *roles: Role) -> None:
+    if actor.role not in roles:
+        allowed = ", ".join(role.value for role in roles)
+        raise Forbidden(f"this action is for {allowed} only")
+
+
+def get_visible(session: Session, query: Select[tuple[T]], entity_id: uuid.UUID, what: str) -> T:
+    entity = session.scalars(
+        query.where(query.column_descriptions[0]["entity"].id == entity_id)
+    ).first()
+    if entity is None:
+        raise NotFound(f"no {what} with id {entity_id}")
+    return entity

@@ -1,0 +1,253 @@
+"""Log-in, activation, refresh-token rotation and revocation.
+
+Token encoding belongs to the HTTP layer (flask-jwt-extended); this module owns
+the state that makes tokens valid: sessions (token families), refresh tokens,
+activation codes, failed-attempt counters and lockouts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services import audit, passwords
+from services.actor import Actor, Role
+from services.db import utcnow
+from services.errors import Invalid, TooManyAttempts, Unauthenticated
+from services.models import ActivationCode, AuthSession, Participant, RefreshToken, User
+from services.people import email_index, phone_index
+
+BAD_CREDENTIALS = "email, phone or password is wrong"
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    """Timings from configuration."""
+
+    refresh_ttl: dt.timedelta = dt.timedelta(days=30)
+    max_failed_logins: int = 5
+    lockout: dt.timedelta = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the HTTP layer needs to mint a token pair."""
+
+    user: User
+    session_id: uuid.UUID
+    refresh_jti: uuid.UUID
+    refresh_expires_at: dt.datetime
+
+
+def _subject(user: User) -> audit.Subject:
+    return audit.Subject(user_id=user.id)
+
+
+def _as_user(actor: Actor, user: User) -> Actor:
+    """Auth events are recorded as acts of the account concerned, even before log-in."""
+    return Actor(user_id=user.id, role=Role(user.role), request_id=actor.request_id)
+
+
+def _find_login_user(session: Session, email: str | None, phone: str | None) -> User | None:
+    if email:
+        return session.scalars(select(User).where(User.email_index == email_index(email))).first()
+    if phone:
+        # Only patients without an email log in by phone (ARCHITECTURE: one identifier each).
+        return session.scalars(
+            select(User).where(
+                User.phone_index == phone_index(phone),
+                User.role == Role.PATIENT.value,
+                User.email_index.is_(None),
+            )
+        ).first()
+    raise Invalid("send either email or phone with the password")
+
+
+def login(
+    session: Session,
+    actor: Actor,
+    policy: AuthPolicy,
+    *,
+    email: str | None,
+    phone: str | None,
+    password: str,
+) -> Grant:
+    user = _find_login_user(session, email, phone)
+    now = utcnow()
+    if user is None or not user.is_active:
+        passwords.verify_password(None, password)
+        raise Unauthenticated(BAD_CREDENTIALS)
+    if user.locked_until and user.locked_until > now:
+        retry = int((user.locked_until - now).total_seconds()) + 1
+        raise TooManyAttempts(
+            "this account is locked after repeated failed log-ins; try again later",
+            retry_after_seconds=retry,
+        )
+    if not passwords.verify_password(user.password_hash, password):
+        _count_failure(session, actor, policy, user, now)
+        raise Unauthenticated(BAD_CREDENTIALS)
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if user.password_hash and passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    grant = _open_session(session, policy, user)
+    audit.record(
+        session,
+        _as_user(actor, user),
+        "auth.login",
+        entity_type="user",
+        entity_id=user.id,
+        subject=_subject(user),
+    )
+    return grant
+
+
+def _count_failure(
+    session: Session, actor: Actor, policy: AuthPolicy, user: User, now: dt.datetime
+) -> None:
+    user.failed_logins += 1
+    audit.record(
+        session,
+        _as_user(actor, user),
+        "auth.login_failed",
+        entity_type="user",
+        entity_id=user.id,
+        subject=_subject(user),
+        after={"failed_logins": user.failed_logins},
+    )
+    if user.failed_logins >= policy.max_failed_logins:
+        user.locked_until = now + policy.lockout
+        user.failed_logins = 0
+        audit.record(
+            session,
+            _as_user(actor, user),
+            "auth.lockout",
+            entity_type="user",
+            entity_id=user.id,
+            subject=_subject(user),
+            after={"locked_until": user.locked_until.isoformat()},
+        )
+
+
+def _open_session(session: Session, policy: AuthPolicy, user: User) -> Grant:
+    now = utcnow()
+    auth_session = AuthSession(
+        id=uuid.uuid4(), user_id=user.id, expires_at=now + policy.refresh_ttl
+    )
+    session.add(auth_session)
+    session.flush()
+    return _issue_refresh(session, policy, user, auth_session)
+
+
+def _issue_refresh(
+    session: Session, policy: AuthPolicy, user: User, auth_session: AuthSession
+) -> Grant:
+    expires = min(utcnow() + policy.refresh_ttl, auth_session.expires_at)
+    token = RefreshToken(jti=uuid.uuid4(), session_id=auth_session.id, expires_at=expires)
+    session.add(token)
+    session.flush()
+    return Grant(user, auth_session.id, token.jti, expires)
+
+
+def refresh(session: Session, actor: Actor, policy: AuthPolicy, jti: uuid.UUID) -> Grant:
+    """Rotate: mark the presented token used and issue its successor in the same family.
+
+    The conditional UPDATE makes two racing uses of one token see exactly one winner;
+    the loser is treated as reuse and the whole family is revoked.
+    """
+    token = session.get(RefreshToken, jti)
+    if token is None:
+        raise Unauthenticated("unknown refresh token")
+    auth_session = session.get(AuthSession, token.session_id)
+    user = session.get(User, auth_session.user_id) if auth_session else None
+    if auth_session is None or user is None or auth_session.revoked_at or not user.is_active:
+        raise Unauthenticated("this session has ended; log in again")
+    claimed = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.jti == jti, RefreshToken.used_at.is_(None))
+        .values(used_at=utcnow())
+    ).rowcount
+    if claimed != 1:
+        _revoke(session, actor, auth_session, user, "refresh_reuse")
+        raise Unauthenticated(
+            "this refresh token was already used; every session token was revoked, log in again"
+        )
+    return _issue_refresh(session, policy, user, auth_session)
+
+
+def logout(session: Session, actor: Actor, session_id: uuid.UUID) -> None:
+    auth_session = session.get(AuthSession, session_id)
+    if auth_session is None or auth_session.revoked_at:
+        return
+    user = session.get(User, auth_session.user_id)
+    _revoke(session, actor, auth_session, user, "logout")
+
+
+def _revoke(
+    session: Session, actor: Actor, auth_session: AuthSession, user: User, reason: str
+) -> None:
+    auth_session.revoked_at = utcnow()
+    auth_session.revoked_reason = reason
+    audit.record(
+        session,
+        _as_user(actor, user),
+        f"auth.{reason}",
+        entity_type="auth_session",
+        entity_id=auth_session.id,
+        subject=_subject(user),
+    )
+
+
+def session_is_active(session: Session, session_id: uuid.UUID | None) -> bool:
+    """Checked for every token presented: a revoked or expired family invalidates it."""
+    if session_id is None:
+        return False
+    auth_session = session.get(AuthSession, session_id)
+    return bool(auth_session and not auth_session.revoked_at and auth_session.expires_at > utcnow())
+
+
+def activate(
+    session: Session, actor: Actor, policy: AuthPolicy, *, code: str, password: str
+) -> Grant:
+    """Set the first password with a single-use code, and log in."""
+    now = utcnow()
+    record = session.scalars(
+        select(ActivationCode).where(ActivationCode.code_hash == passwords.hash_code(code))
+    ).first()
+    if record is None or record.used_at or record.revoked_at or record.expires_at <= now:
+        raise Unauthenticated(
+            "this activation code is unknown, used, replaced or expired; ask your study team "
+            "for a new one"
+        )
+    passwords.check_strength(password)
+    user = session.get(User, record.user_id)
+    if user is None or not user.is_active:
+        raise Unauthenticated("this account is disabled")
+    claimed = session.execute(
+        update(ActivationCode)
+        .where(ActivationCode.id == record.id, ActivationCode.used_at.is_(None))
+        .values(used_at=now)
+    ).rowcount
+    if claimed != 1:
+        raise Unauthenticated("this activation code was already used")
+    user.password_hash = passwords.hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    participant_id = session.scalars(
+        select(Participant.id).where(Participant.user_id == user.id)
+    ).first()
+    audit.record(
+        session,
+        _as_user(actor, user),
+        "auth.activate",
+        entity_type="user",
+        entity_id=user.id,
+        subject=audit.Subject(participant_id=participant_id, user_id=user.id),
+    )
+    return _open_session(session, policy, user)

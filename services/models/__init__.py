@@ -1,0 +1,23 @@
+"""Every mapped class, imported here so Alembic and the app see one complete metadata."""
+
+from services.models.audit import AuditChainHead, AuditEvent, AuditSeal
+from services.models.identity import ActivationCode, AuthSession, RefreshToken
+from services.models.participant import Participant, ParticipantStatus
+from services.models.study import Site, Study
+from services.models.user import User, user_sites, user_studies
+
+__all__ = [
+    "ActivationCode",
+    "AuditChainHead",
+    "AuditEvent",
+    "AuditSeal",
+    "AuthSession",
+    "Participant",
+    "ParticipantStatus",
+    "RefreshToken",
+    "Site",
+    "Study",
+    "User",
+    "user_sites",
+    "user_studies",
+]

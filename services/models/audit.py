@@ -1,0 +1,66 @@
+"""The audit trail: append-only events in hash chains, and seals over the chain heads.
+
+Events are chained per subject (a participant, else a site, a study, a user, or the
+global chain) so unrelated participants do not queue behind one lock. A periodic
+seal records every chain head in its own chain, so that deleting the tail of a chain
+or a whole chain is detected too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.db import Base, uuid_pk
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        UniqueConstraint("chain", "seq"),
+        Index("ix_audit_events_entity", "entity_type", "entity_id"),
+    )
+
+    id: Mapped[uuid_pk]
+    chain: Mapped[str] = mapped_column(String(80))
+    seq: Mapped[int]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[dt.datetime] = mapped_column(index=True)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    actor_role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    study_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    site_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    participant_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The last event of each chain; its row lock serialises writers of that chain only."""
+
+    __tablename__ = "audit_chain_heads"
+
+    chain: Mapped[str] = mapped_column(String(80), primary_key=True)
+    seq: Mapped[int] = mapped_column(default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditSeal(Base):
+    __tablename__ = "audit_seals"
+
+    id: Mapped[uuid_pk]
+    seq: Mapped[int] = mapped_column(unique=True)
+    sealed_at: Mapped[dt.datetime]
+    heads: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,61 @@
+"""Normalisers for values that arrive from many endpoints: phones, emails, zones, codes."""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import phonenumbers
+
+from services.errors import Invalid
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LANGUAGE = re.compile(r"^[a-z]{2}$")
+
+
+def phone_e164(raw: str, *, region: str | None = None, field: str = "phone") -> str:
+    """Parse a phone number into E.164; `region` lets a site's patients use national format."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise Invalid("invalid phone number", errors={field: [str(exc)]}) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise Invalid(
+            "invalid phone number",
+            errors={field: ["not a valid number; use international format such as +32470123456"]},
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def email_normalised(raw: str, *, field: str = "email") -> str:
+    value = raw.strip().lower()
+    if not _EMAIL.match(value) or len(value) > 254:
+        raise Invalid("invalid email address", errors={field: ["not a valid email address"]})
+    return value
+
+
+def timezone_name(raw: str, *, field: str = "timezone") -> str:
+    if raw not in available_timezones():
+        raise Invalid(
+            "unknown time zone",
+            errors={field: [f"{raw!r} is not an IANA time zone such as Europe/Brussels"]},
+        )
+    try:
+        ZoneInfo(raw)
+    except ZoneInfoNotFoundError as exc:  # pragma: no cover - listed zones load
+        raise Invalid("unknown time zone", errors={field: [str(exc)]}) from exc
+    return raw
+
+
+def country_code(raw: str, *, field: str = "country") -> str:
+    value = raw.upper()
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise Invalid("unknown country", errors={field: ["use an ISO 3166-1 alpha-2 code"]})
+    return value
+
+
+def language_code(raw: str, *, field: str = "locale") -> str:
+    value = raw.lower()
+    if not _LANGUAGE.match(value):
+        raise Invalid("invalid language", errors={field: ["use an ISO 639-1 code such as nl"]})
+    return value
