@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from werkzeug.serving import run_simple
 
 from api.db import database
 from services import audit, bootstrap, demo
@@ -121,7 +122,7 @@ def serve(host: str, port: int) -> None:
     scheduler = build_scheduler(database().sessions, current_app.config, blocking=False)
     scheduler.start()
     try:
-        current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+        run_simple(host, port, current_app._get_current_object(), threaded=True)
     finally:
         scheduler.shutdown(wait=False)
 

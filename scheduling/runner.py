@@ -68,6 +68,7 @@ def build_scheduler(
             minutes=spec.minutes,
             args=(sessions, spec.id, spec.func),
             id=spec.id,
+            name=spec.id,
             replace_existing=True,
             coalesce=True,
             max_instances=1,

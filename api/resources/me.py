@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import marshmallow as ma
 from flask.views import MethodView
 
 from api.auth import current_actor
 from api.db import db_session
 from api.openapi import Blueprint, protected
-from api.resources.schemas import UserSchema
+from api.resources.schemas import UserSchema, With
 from services.models import User
 
 blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The caller's profile")
@@ -24,11 +22,9 @@ class MeSchema(UserSchema):
 class Me(MethodView):
     @blp.response(200, MeSchema)
     @protected(blp)
-    def get(self) -> dict[str, Any]:
+    def get(self) -> With:
         """Role, sites, studies, participant id (patients), locale and time zone."""
         actor = current_actor()
         user = db_session().get(User, actor.user_id)
-        profile = MeSchema().dump(user)
-        profile["participant_id"] = actor.participant_id
-        profile["study_ids"] = sorted(actor.study_ids, key=str)
-        return profile
+        scope = {"participant_id": actor.participant_id, "study_ids": sorted(actor.study_ids, key=str)}
+        return With(user, scope)

@@ -13,6 +13,7 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
+from api.resources.schemas import EntitySchema, With
 from services import people
 from services.access import (
     get_visible,
@@ -28,7 +29,7 @@ blp = Blueprint("participants", __name__, url_prefix="/api/v1", description="Par
 IDENTITY_FIELDS = ("full_name", "phone", "email", "address", "date_of_birth")
 
 
-class ParticipantSchema(ma.Schema):
+class ParticipantSchema(EntitySchema):
     """Direct identifiers are dropped for callers who do not care for the participant
     (monitors, admins): they read subject code, site and status only."""
 
@@ -44,7 +45,7 @@ class ParticipantSchema(ma.Schema):
     email = ma.fields.String(attribute="user.email", allow_none=True)
     address = ma.fields.String(allow_none=True)
     date_of_birth = ma.fields.Date(allow_none=True)
-    activated = ma.fields.Function(lambda p: p.user.password_hash is not None)
+    activated = ma.fields.Boolean(attribute="user.activated")
     created_at = UtcDateTime()
 
     @ma.post_dump
@@ -93,7 +94,7 @@ class StudyParticipants(MethodView):
     @blp.arguments(ParticipantCreateSchema)
     @blp.response(201, ParticipantCreatedSchema)
     @protected(blp, 403, 404, 409)
-    def post(self, body: dict[str, Any], study_id: uuid.UUID) -> dict[str, Any]:
+    def post(self, body: dict[str, Any], study_id: uuid.UUID) -> With:
         """Register a participant at one of the coordinator's sites.
 
         The subject code is generated per study and site. The answer carries a
@@ -105,7 +106,7 @@ class StudyParticipants(MethodView):
         participant, code = people.create_participant(
             session, actor, study_id, people.NewParticipant(**body)
         )
-        return {**ParticipantSchema().dump(participant), "activation_code": code}
+        return With(participant, {"activation_code": code})
 
     @blp.response(200, ParticipantSchema(many=True))
     @blp.paginate(Page)

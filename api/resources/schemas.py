@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import marshmallow as ma
 
 from api.fields import UtcDateTime
+
+
+@dataclass(frozen=True)
+class With:
+    """An entity answered with extra top-level fields (a one-time code, a profile's scope)."""
+
+    entity: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EntitySchema(ma.Schema):
+    """Output schema that also dumps `With` wrappers, so views return objects, never dicts
+    that a second dump would mangle."""
+
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        if isinstance(obj, With):
+            if attr in obj.extra:
+                return obj.extra[attr]
+            obj = obj.entity
+        return super().get_attribute(obj, attr, default)
 
 
 class SiteSchema(ma.Schema):
@@ -17,7 +40,7 @@ class SiteSchema(ma.Schema):
     created_at = UtcDateTime(dump_only=True)
 
 
-class UserSchema(ma.Schema):
+class UserSchema(EntitySchema):
     """An account as its owner and administrators see it."""
 
     id = ma.fields.UUID()
@@ -30,5 +53,5 @@ class UserSchema(ma.Schema):
     is_active = ma.fields.Boolean()
     site_ids = ma.fields.List(ma.fields.UUID())
     study_ids = ma.fields.List(ma.fields.UUID())
-    activated = ma.fields.Function(lambda user: user.password_hash is not None)
+    activated = ma.fields.Boolean()
     created_at = UtcDateTime()

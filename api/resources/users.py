@@ -12,7 +12,7 @@ from flask_smorest import Page
 from api.auth import current_actor
 from api.db import db_session
 from api.openapi import Blueprint, QueryResults, protected
-from api.resources.schemas import UserSchema
+from api.resources.schemas import UserSchema, With
 from services import people
 from services.access import get_visible, visible_users
 from services.actor import Role
@@ -45,14 +45,14 @@ class Users(MethodView):
     @blp.arguments(UserCreateSchema)
     @blp.response(201, UserCreatedSchema)
     @protected(blp, 403, 409)
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, body: dict[str, Any]) -> With:
         """Create a staff account (admin; coordinators: nurses of their sites).
 
         The answer carries a one-time activation code, valid 72 hours.
         """
         body["role"] = Role(body["role"])
         user, code = people.create_staff(db_session(), current_actor(), people.NewStaff(**body))
-        return {**UserSchema().dump(user), "activation_code": code}
+        return With(user, {"activation_code": code})
 
     @blp.response(200, UserSchema(many=True))
     @blp.paginate(Page)

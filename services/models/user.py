@@ -66,6 +66,10 @@ class User(Base):
     studies: Mapped[list[Study]] = relationship(secondary=user_studies, order_by=Study.code)
 
     @property
+    def activated(self) -> bool:
+        return self.password_hash is not None
+
+    @property
     def site_ids(self) -> list[uuid.UUID]:
         return [site.id for site in self.sites]
 
