@@ -73,10 +73,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @sa_event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, open transactions: savepoints then work.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
+
+        @sa_event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            # IMMEDIATE takes the write lock up front, as the audit head lock needs.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

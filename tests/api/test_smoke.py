@@ -1,0 +1,12 @@
+from tests.factories import headers_for, make_world
+
+
+def test_coordinator_reads_own_participant_and_not_other_site(client, db):
+    world = make_world(db)
+    headers = headers_for(client, world.coordinator_a)
+    own = client.get(f"/api/v1/participants/{world.patient_a.participant.id}", headers=headers)
+    assert own.status_code == 200
+    assert own.get_json()["full_name"] == world.patient_a.user.full_name
+    foreign = client.get(f"/api/v1/participants/{world.patient_b.participant.id}", headers=headers)
+    assert foreign.status_code == 404
+    assert foreign.mimetype == "application/problem+json"
