@@ -64,10 +64,17 @@ def problem(
 def _domain_error(error: DomainError) -> Response:
     if error.keep_changes:
         db.finish(commit=True)
-    headers = {}
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
     if isinstance(error, TooManyAttempts):
         headers["Retry-After"] = str(error.retry_after_seconds)
-    return problem(error.status, error.title, error.detail, errors=error.errors, headers=headers)
+    return problem(
+        error.status,
+        error.title,
+        error.detail,
+        kind=error.kind,
+        errors=error.errors,
+        headers=headers,
+    )
 
 
 def _http_error(error: HTTPException) -> Response:

@@ -97,7 +97,16 @@ def event_hash(event: AuditEvent) -> str:
 
 
 def _lock_head(session: Session, chain: str) -> AuditChainHead:
-    """Create the head if missing (race-free), then lock it for this transaction."""
+    """Lock the chain's head for this transaction, creating it race-free on first use."""
+    locked = (
+        select(AuditChainHead)
+        .where(AuditChainHead.chain == chain)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    head = session.scalars(locked).one_or_none()
+    if head is not None:
+        return head
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     session.execute(
@@ -105,12 +114,7 @@ def _lock_head(session: Session, chain: str) -> AuditChainHead:
         .values(chain=chain, seq=0, hash=GENESIS)
         .on_conflict_do_nothing(index_elements=["chain"])
     )
-    return session.execute(
-        select(AuditChainHead)
-        .where(AuditChainHead.chain == chain)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
+    return session.scalars(locked).one()
 
 
 def record(

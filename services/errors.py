@@ -14,7 +14,8 @@ class DomainError(Exception):
     """
 
     status = 400
-    title = "Bad request"
+    title = "Bad Request"  # the HTTP reason phrase, as for errors raised by the framework
+    kind: str | None = None  # names the problem type when it is more specific than the status
     keep_changes = False
 
     def __init__(self, detail: str, *, errors: Mapping[str, Any] | None = None) -> None:
@@ -25,12 +26,12 @@ class DomainError(Exception):
 
 class Invalid(DomainError):
     status = 422
-    title = "Invalid input"
+    title = "Unprocessable Entity"
 
 
 class Unauthenticated(DomainError):
     status = 401
-    title = "Not authenticated"
+    title = "Unauthorized"
     keep_changes = True
 
 
@@ -41,7 +42,7 @@ class Forbidden(DomainError):
 
 class NotFound(DomainError):
     status = 404
-    title = "Not found"
+    title = "Not Found"
 
 
 class Conflict(DomainError):
@@ -53,7 +54,8 @@ class TooManyAttempts(DomainError):
     """The account is locked after repeated failed log-ins."""
 
     status = 429
-    title = "Too many attempts"
+    title = "Too Many Requests"
+    kind = "account-locked"
     keep_changes = True
 
     def __init__(self, detail: str, *, retry_after_seconds: int) -> None:

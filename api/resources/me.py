@@ -26,5 +26,8 @@ class Me(MethodView):
         """Role, sites, studies, participant id (patients), locale and time zone."""
         actor = current_actor()
         user = db_session().get(User, actor.user_id)
-        scope = {"participant_id": actor.participant_id, "study_ids": sorted(actor.study_ids, key=str)}
+        scope = {
+            "participant_id": actor.participant_id,
+            "study_ids": sorted(actor.study_ids, key=str),
+        }
         return With(user, scope)
