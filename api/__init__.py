@@ -8,8 +8,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, config, content_types, db, errors, logs
-from api.limits import limiter
+from api import auth, config, content_types, db, errors, limits, logs
 from api.openapi import Api, openapi_config
 from api.resources import BLUEPRINTS
 from services import crypto, passwords
@@ -34,11 +33,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     logs.init_app(app)
     db.init_app(app)
     auth.init_app(app)
-    limiter.init_app(app)
     content_types.init_app(app)
     api = Api(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
+    limits.init_app(app)  # after the blueprints: wraps the views marked for the log-in limit
     errors.init_app(app)  # after Api: replaces flask-smorest's JSON error handler
 
     from api import cli

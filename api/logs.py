@@ -46,6 +46,8 @@ def configure(level: str) -> None:
     root.setLevel(level)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Job outcomes are logged by dct.scheduler; APScheduler's own chatter is not needed.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def init_app(app: Flask) -> None:

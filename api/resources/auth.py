@@ -13,7 +13,7 @@ from flask_jwt_extended import get_jwt
 
 from api.auth import current_actor, mint_tokens
 from api.db import db_session
-from api.limits import limiter, login_limit
+from api.limits import login_rate_limited
 from api.openapi import Blueprint, documents_errors, protected
 from api.resources.schemas import UserSchema
 from services import identity
@@ -67,7 +67,7 @@ def _anonymous() -> Actor:
 
 @blp.route("/login")
 class Login(MethodView):
-    decorators = (limiter.limit(login_limit, methods=["POST"]),)
+    decorators = (login_rate_limited,)
 
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenPairSchema)
@@ -91,7 +91,7 @@ class Login(MethodView):
 
 @blp.route("/activate")
 class Activate(MethodView):
-    decorators = (limiter.limit(login_limit, methods=["POST"]),)
+    decorators = (login_rate_limited,)
 
     @blp.arguments(ActivateSchema)
     @blp.response(200, TokenPairSchema)

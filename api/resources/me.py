@@ -9,7 +9,7 @@ from api.auth import current_actor
 from api.db import db_session
 from api.openapi import Blueprint, protected
 from api.resources.schemas import UserSchema, With
-from services.models import User
+from services.models import Participant, User
 
 blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The caller's profile")
 
@@ -25,9 +25,13 @@ class Me(MethodView):
     def get(self) -> With:
         """Role, sites, studies, participant id (patients), locale and time zone."""
         actor = current_actor()
-        user = db_session().get(User, actor.user_id)
+        session = db_session()
+        user = session.get(User, actor.user_id)
         scope = {
             "participant_id": actor.participant_id,
             "study_ids": sorted(actor.study_ids, key=str),
         }
+        # A patient belongs to a site through their participation, not a membership.
+        if actor.participant_id and (participant := session.get(Participant, actor.participant_id)):
+            scope.update(site_ids=[participant.site_id], study_ids=[participant.study_id])
         return With(user, scope)
