@@ -121,7 +121,7 @@ def serve(host: str, port: int) -> None:
 
     scheduler = build_scheduler(database().sessions, current_app.config, blocking=False)
     scheduler.start()
-    click.echo(f"serving http://{host}:{port} (docs: /api/v1/docs) with the scheduler; Ctrl+C stops")
+    click.echo(f"serving http://{host}:{port} (docs: /api/v1/docs); Ctrl+C stops")
     try:
         run_simple(host, port, current_app._get_current_object(), threaded=True)
     finally:
