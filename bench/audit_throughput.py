@@ -19,21 +19,15 @@ import time
 import uuid
 
 from alembic import command
-from sqlalchemy import text
 
 from api.cli import alembic_config
 from services import audit
 from services.actor import Actor
-from services.db import make_engine, make_session_factory
+from services.db import empty_database, make_engine, make_session_factory
 
 
 def reset(url: str) -> None:
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    empty_database(url)
     command.upgrade(alembic_config(url), "head")
 
 

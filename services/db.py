@@ -6,7 +6,17 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, String, TypeDecorator, Uuid, create_engine
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    TypeDecorator,
+    Uuid,
+    create_engine,
+    text,
+)
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
 
@@ -90,3 +100,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def empty_database(url: str) -> None:
+    """Drop everything, for tests and benchmarks that migrate a scratch database from
+    nothing (a SQLite file they create is empty already)."""
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()

@@ -17,25 +17,15 @@ import pytest
 from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import create_app
 from api.cli import alembic_config
-from services.db import make_engine
+from services.db import empty_database
 
 TEST_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 TEST_JWT_SECRET = base64.urlsafe_b64encode(os.urandom(48)).decode()
-
-
-def reset_database(url: str) -> None:
-    """Empty the test database so `upgrade head` starts from nothing."""
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +33,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
-    reset_database(url)
+    empty_database(url)
     command.upgrade(alembic_config(url), "head")
     return url
 
