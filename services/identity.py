@@ -161,8 +161,8 @@ def refresh(session: Session, actor: Actor, policy: AuthPolicy, jti: uuid.UUID) 
     the loser is treated as reuse and the whole family is revoked.
     """
     token = session.get(RefreshToken, jti)
-    if token is None:
-        raise Unauthenticated("unknown refresh token")
+    if token is None or token.expires_at <= utcnow():
+        raise Unauthenticated("this refresh token is unknown or expired; log in again")
     auth_session = session.get(AuthSession, token.session_id)
     user = session.get(User, auth_session.user_id) if auth_session else None
     if auth_session is None or user is None or auth_session.revoked_at or not user.is_active:

@@ -30,7 +30,8 @@ class LoginSchema(ma.Schema):
     @ma.validates_schema
     def _one_identifier(self, data: dict[str, Any], **_kwargs: Any) -> None:
         if bool(data.get("email")) == bool(data.get("phone")):
-            raise ma.ValidationError("send exactly one of email or phone", "email")
+            message = ["send exactly one of email or phone (phone in international format)"]
+            raise ma.ValidationError({"email": message, "phone": message})
 
 
 class ActivateSchema(ma.Schema):

@@ -1,0 +1,138 @@
+"""Identity rules below the HTTP layer: who may log in with what, lockout timing,
+refresh families and activation codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services import identity, passwords, people
+from services.activation import issue_activation_code
+from services.actor import Actor, Role
+from services.db import utcnow
+from services.errors import Invalid, TooManyAttempts, Unauthenticated
+from services.models import ActivationCode, AuthSession
+from tests.factories import ADMIN, PASSWORD, make_participant, make_site, make_staff, make_study
+
+ANONYMOUS = Actor.system("test")
+POLICY = identity.AuthPolicy()
+
+
+def log_in(db: Session, policy: identity.AuthPolicy = POLICY, **credentials: str | None):
+    credentials.setdefault("email", None)
+    credentials.setdefault("phone", None)
+    credentials.setdefault("password", PASSWORD)
+    return identity.login(db, ANONYMOUS, policy, **credentials)
+
+
+def test_staff_cannot_log_in_by_phone(db):
+    staff, code = people.create_staff(
+        db,
+        ADMIN,
+        people.NewStaff(
+            email="with.phone@example.org",
+            full_name="Staff With Phone",
+            role=Role.ADMIN,
+            locale="en",
+            timezone="Europe/Brussels",
+            phone="+32470555444",
+        ),
+    )
+    identity.activate(db, ANONYMOUS, POLICY, code=code, password=PASSWORD)
+
+    with pytest.raises(Unauthenticated):
+        log_in(db, phone="+32470555444")
+    assert log_in(db, email=staff.email).user.id == staff.id
+
+
+def test_phone_login_accepts_any_international_spelling(db):
+    patient = make_participant(db, make_site(db, make_study(db)), email=False)
+    spaced = f"{patient.user.phone[:3]} {patient.user.phone[3:6]} {patient.user.phone[6:]}"
+
+    assert log_in(db, phone=spaced).user.id == patient.user.id
+
+
+def test_malformed_phone_is_invalid_not_unauthenticated(db):
+    with pytest.raises(Invalid):
+        log_in(db, phone="not a phone")
+
+
+def test_lockout_lasts_the_configured_time(db):
+    admin = make_staff(db, Role.ADMIN)
+    policy = identity.AuthPolicy(max_failed_logins=3, lockout=dt.timedelta(minutes=2))
+    for _ in range(3):
+        with pytest.raises(Unauthenticated):
+            log_in(db, policy, email=admin.email, password="wrong password")
+
+    with pytest.raises(TooManyAttempts) as locked:
+        log_in(db, policy, email=admin.email)
+
+    assert 0 < locked.value.retry_after_seconds <= 120
+    assert admin.locked_until is not None
+    assert admin.locked_until - utcnow() <= dt.timedelta(minutes=2)
+
+
+def test_refresh_token_used_twice_revokes_its_family(db):
+    admin = make_staff(db, Role.ADMIN)
+    grant = log_in(db, email=admin.email)
+    successor = identity.refresh(db, ANONYMOUS, POLICY, grant.refresh_jti)
+
+    with pytest.raises(Unauthenticated):
+        identity.refresh(db, ANONYMOUS, POLICY, grant.refresh_jti)
+
+    assert successor.session_id == grant.session_id
+    assert not identity.session_is_active(db, grant.session_id)
+    with pytest.raises(Unauthenticated):
+        identity.refresh(db, ANONYMOUS, POLICY, successor.refresh_jti)
+
+
+def test_expired_session_is_not_active(db):
+    admin = make_staff(db, Role.ADMIN)
+    grant = log_in(db, email=admin.email)
+    assert identity.session_is_active(db, grant.session_id)
+
+    db.get(AuthSession, grant.session_id).expires_at = utcnow() - dt.timedelta(seconds=1)
+
+    assert not identity.session_is_active(db, grant.session_id)
+
+
+def test_refresh_never_outlives_the_session(db):
+    admin = make_staff(db, Role.ADMIN)
+    grant = log_in(db, identity.AuthPolicy(refresh_ttl=dt.timedelta(days=2)), email=admin.email)
+
+    later = identity.refresh(db, ANONYMOUS, identity.AuthPolicy(), grant.refresh_jti)
+
+    assert later.refresh_expires_at <= db.get(AuthSession, grant.session_id).expires_at
+
+
+def test_disabled_account_cannot_refresh_or_activate(db):
+    admin = make_staff(db, Role.ADMIN)
+    grant = log_in(db, email=admin.email)
+    code = issue_activation_code(db, admin)
+    admin.is_active = False
+
+    with pytest.raises(Unauthenticated):
+        identity.refresh(db, ANONYMOUS, POLICY, grant.refresh_jti)
+    with pytest.raises(Unauthenticated):
+        identity.activate(db, ANONYMOUS, POLICY, code=code, password=PASSWORD)
+
+
+def test_issuing_a_code_revokes_the_unused_one(db):
+    admin = make_staff(db, Role.ADMIN, activated=False)
+    first = db.scalars(select(ActivationCode).where(ActivationCode.user_id == admin.id)).one()
+
+    issue_activation_code(db, admin)
+
+    assert first.revoked_at is not None
+
+
+def test_activation_codes_are_readable_and_normalised_before_hashing():
+    code = passwords.new_activation_code()
+
+    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}", code)
+    assert passwords.hash_code(code) == passwords.hash_code(code.replace("-", " ").lower())
+    assert passwords.hash_code(code) != passwords.hash_code(passwords.new_activation_code())
