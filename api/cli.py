@@ -15,6 +15,7 @@ from werkzeug.serving import run_simple
 from api.db import database
 from services import audit, bootstrap, demo
 from services.actor import Role
+from services.errors import DomainError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,14 +59,18 @@ def users_create(
     Every other account is created through the API and activated with a code.
     """
     with database().sessions() as session:
-        user = bootstrap.create_admin(
-            session,
-            email=email,
-            full_name=full_name,
-            timezone=timezone,
-            locale=locale,
-            password=password,
-        )
+        try:
+            user = bootstrap.create_admin(
+                session,
+                email=email,
+                full_name=full_name,
+                timezone=timezone,
+                locale=locale,
+                password=password,
+            )
+        except DomainError as error:  # a message for the operator, not a traceback
+            fields = [f"{name}: {' '.join(msgs)}" for name, msgs in (error.errors or {}).items()]
+            raise click.ClickException("; ".join([error.detail, *fields])) from None
         session.commit()
         click.echo(f"created {role} {user.id}")
 

@@ -244,8 +244,10 @@ def verify(session: Session) -> tuple[int, Break | None]:
 
 
 def _events_in_chain_order(session: Session) -> Iterator[AuditEvent]:
+    # Closed when the walk stops at a break, so PostgreSQL's server-side cursor does not linger.
     query = select(AuditEvent).order_by(AuditEvent.chain, AuditEvent.seq)
-    yield from session.scalars(query.execution_options(yield_per=1000))
+    with session.scalars(query.execution_options(yield_per=1000)) as events:
+        yield from events
 
 
 def _verify_seals(session: Session) -> tuple[Break | None, dict[str, tuple[int, str]]]:

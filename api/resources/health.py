@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshmallow as ma
 from flask.views import MethodView
 from sqlalchemy import text
 
@@ -12,6 +13,10 @@ from services.errors import DomainError
 blp = Blueprint("health", __name__, url_prefix="/", description="Liveness and readiness")
 
 
+class StatusSchema(ma.Schema):
+    status = ma.fields.String(metadata={"description": "ok (liveness) or ready (readiness)"})
+
+
 class NotReady(DomainError):
     status = 503
     title = "Service Unavailable"
@@ -19,7 +24,7 @@ class NotReady(DomainError):
 
 @blp.route("/healthz")
 class Health(MethodView):
-    @blp.response(200)
+    @blp.response(200, StatusSchema)
     def get(self) -> dict[str, str]:
         """The process answers."""
         return {"status": "ok"}
@@ -27,7 +32,7 @@ class Health(MethodView):
 
 @blp.route("/readyz")
 class Ready(MethodView):
-    @blp.response(200)
+    @blp.response(200, StatusSchema)
     @documents_errors(blp, 503)
     def get(self) -> dict[str, str]:
         """The database answers."""

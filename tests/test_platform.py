@@ -1,0 +1,248 @@
+"""Operations: health, the OpenAPI document and docs, production configuration, logs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from api import config, create_app, logs
+from services import passwords
+from tests.conftest import TEST_JWT_SECRET, TEST_KEY
+from tests.factories import headers_for, make_world
+
+# The "Operations" and "Identity and access" tables of API.md, path parameters as {}.
+# POST /participants/{}/enroll is left out: it needs complete consent (eConsent, a later issue).
+CONTRACT = {
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/refresh"),
+    ("post", "/api/v1/auth/logout"),
+    ("post", "/api/v1/auth/activate"),
+    ("get", "/api/v1/me"),
+    ("post", "/api/v1/studies"),
+    ("get", "/api/v1/studies"),
+    ("post", "/api/v1/studies/{}/sites"),
+    ("get", "/api/v1/studies/{}/sites"),
+    ("post", "/api/v1/users"),
+    ("get", "/api/v1/users"),
+    ("post", "/api/v1/studies/{}/participants"),
+    ("get", "/api/v1/studies/{}/participants"),
+    ("post", "/api/v1/participants/{}/activation-code"),
+    ("get", "/api/v1/participants/{}"),
+    ("patch", "/api/v1/participants/{}"),
+    ("get", "/api/v1/audit"),
+}
+PUBLIC = {"/healthz", "/readyz", "/api/v1/auth/login", "/api/v1/auth/activate"}
+METHODS = {"get", "post", "put", "patch", "delete"}
+PROBLEM_JSON = "application/problem+json"
+
+
+def random_secret(size: int) -> str:
+    return base64.urlsafe_b64encode(os.urandom(size)).decode()
+
+
+def production(**settings: object) -> dict[str, object]:
+    return {
+        "DCT_ENV": "production",
+        "JWT_SECRET_KEY": TEST_JWT_SECRET,
+        "DCT_ENCRYPTION_KEY": TEST_KEY,
+        "DCT_PASSWORD_HASH_CHEAP": False,
+        **settings,
+    }
+
+
+@contextmanager
+def captured_logs(level: str = "INFO") -> Iterator[io.StringIO]:
+    """The app's JSON log lines, written to a buffer instead of stderr."""
+    root = logging.getLogger()
+    handlers, old_level = root.handlers[:], root.level
+    logs.configure(level)
+    stream = io.StringIO()
+    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    try:
+        yield stream
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(old_level)
+
+
+@pytest.fixture(scope="module")
+def spec(app) -> dict:
+    response = app.test_client().get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def operations(spec: dict) -> Iterator[tuple[str, str, dict]]:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield method, path, operation
+
+
+def test_healthz_answers(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_answers_when_the_database_does(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready"}
+
+
+def test_openapi_is_3_1_and_lists_the_contract(spec):
+    assert spec["openapi"].startswith("3.1.")
+    served = {(method, re.sub(r"\{[^}]+\}", "{}", path)) for method, path, _ in operations(spec)}
+    assert served >= CONTRACT
+
+
+def test_protected_operations_declare_bearer_auth_and_401(spec):
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
+    protected = [(m, p, op) for m, p, op in operations(spec) if p not in PUBLIC]
+    assert len(protected) >= len(CONTRACT) - len(PUBLIC)
+    for method, path, operation in protected:
+        assert operation.get("security") == [{"bearerAuth": []}], (method, path)
+        assert "401" in operation["responses"], (method, path)
+
+
+def test_error_responses_are_documented_as_problem_json(spec):
+    for method, path, operation in operations(spec):
+        for status, response in operation["responses"].items():
+            if status != "default" and int(status) < 400:
+                continue
+            if "$ref" in response:
+                response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+            assert list(response["content"]) == [PROBLEM_JSON], (method, path, status)
+            schema = response["content"][PROBLEM_JSON]["schema"]
+            assert schema == {"$ref": "#/components/schemas/Problem"}
+
+
+def test_every_answer_and_body_has_a_schema(spec):
+    for method, path, operation in operations(spec):
+        for status, response in operation["responses"].items():
+            if status.startswith("2") and status != "204":
+                assert "schema" in response["content"]["application/json"], (method, path)
+        if "requestBody" in operation:
+            assert "schema" in operation["requestBody"]["content"]["application/json"]
+
+
+def test_docs_are_served_as_html(client):
+    response = client.get("/api/v1/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    text = response.get_data(as_text=True)
+    assert "swagger-ui" in text
+    assert "/api/v1/openapi.json" in text
+
+
+@pytest.mark.parametrize(
+    ("settings", "complaint"),
+    [
+        ({"JWT_SECRET_KEY": config.DEV_JWT_SECRET}, "JWT_SECRET_KEY"),
+        ({"JWT_SECRET_KEY": "x" * 31}, "JWT_SECRET_KEY"),
+        ({"DCT_ENCRYPTION_KEY": config.DEV_ENCRYPTION_KEY}, "DCT_ENCRYPTION_KEY"),
+        ({"DCT_PASSWORD_HASH_CHEAP": True}, "DCT_PASSWORD_HASH_CHEAP"),
+    ],
+)
+def test_production_refuses_development_secrets(database_url, settings, complaint):
+    with pytest.raises(RuntimeError, match=complaint):
+        config.load(production(**settings))
+    with pytest.raises(RuntimeError, match="refusing to start in production"):
+        create_app(production(DATABASE_URL=database_url, **settings))
+
+
+def test_production_refuses_the_defaults(monkeypatch):
+    for name in ("JWT_SECRET_KEY", "DCT_ENCRYPTION_KEY", "DCT_PASSWORD_HASH_CHEAP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DCT_ENV", "production")
+
+    with pytest.raises(RuntimeError, match=r"JWT_SECRET_KEY.*DCT_ENCRYPTION_KEY"):
+        create_app()
+
+
+def test_production_starts_with_proper_secrets(database_url):
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        app = create_app(production(DATABASE_URL=database_url))
+        assert app.config["DCT_ENV"] == "production"
+        assert app.test_client().get("/readyz").status_code == 200
+        app.extensions["db"].engine.dispose()
+    finally:
+        passwords.configure(cheap=True)  # the session app's setting, for the other tests
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    other = config.load(production(JWT_SECRET_KEY=random_secret(32)))
+    assert other["DCT_ENV"] == "production"
+
+
+@pytest.mark.parametrize(
+    "key", [random_secret(16), random_secret(48), "not base64 at all!", ""], ids=str
+)
+def test_an_encryption_key_that_is_not_32_bytes_is_refused(key):
+    with pytest.raises(ValueError, match="DCT_ENCRYPTION_KEY"):
+        config.load({"DCT_ENCRYPTION_KEY": key})
+
+
+def test_request_id_is_echoed_or_generated(client):
+    assert client.get("/healthz", headers={"X-Request-ID": "app-42.a_b"}).headers[
+        "X-Request-ID"
+    ] == ("app-42.a_b")
+    for sent in ({}, {"X-Request-ID": "has spaces"}, {"X-Request-ID": "x" * 65}):
+        generated = client.get("/healthz", headers=sent).headers["X-Request-ID"]
+        assert re.fullmatch(r"[0-9a-f]{32}", generated)
+
+
+def test_logs_are_json_lines_with_request_id_and_no_personal_data(client, db):
+    world = make_world(db)
+    person = {
+        "site_id": str(world.site_a.id),
+        "full_name": "Griet Vandenbroucke",
+        "phone": "+32 475 11 22 33",
+        "email": "griet.vdb@example.org",
+        "locale": "nl",
+        "timezone": "Europe/Brussels",
+        "address": "Veldstraat 12, 9000 Gent",
+        "date_of_birth": "1958-02-03",
+    }
+    with captured_logs() as output:
+        headers = headers_for(client, world.coordinator_a)
+        created = client.post(
+            f"/api/v1/studies/{world.study.id}/participants",
+            headers={**headers, "X-Request-ID": "log-test-create"},
+            json=person,
+        )
+        assert created.status_code == 201, created.get_json()
+        client.get(f"/api/v1/participants/{created.get_json()['id']}", headers=headers)
+        failed = client.post(
+            "/api/v1/auth/login", json={"email": person["email"], "password": "wrong-password"}
+        )
+        assert failed.status_code == 401
+
+    text = output.getvalue()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert len(lines) >= 4
+    assert all(
+        {"time", "level", "logger", "message", "request_id"} <= line.keys() for line in lines
+    )
+    create_line = next(line for line in lines if line["request_id"] == "log-test-create")
+    assert create_line["path"] == "/api/v1/studies/<uuid:study_id>/participants"
+    assert create_line["status"] == 201
+    secrets = [v for k, v in person.items() if k not in ("site_id", "locale", "timezone")]
+    for value in [*secrets, "+32475112233", world.coordinator_a.email, "wrong-password"]:
+        assert value not in text
