@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,7 @@ from flask_smorest.utils import prepare_response
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from api.auth import current_actor
 from api.errors import PROBLEM_JSON, ProblemSchema
 
 API_PREFIX = "/api/v1"
@@ -73,12 +75,23 @@ class Blueprint(SmorestBlueprint):
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 50, "max_page_size": 500}  # noqa: RUF012
 
 
-def protected(blp: Blueprint, *statuses: int) -> Callable[[Any], Any]:
-    """Mark a view as needing a bearer token and document its error responses."""
+def protected(blp: Blueprint, *statuses: int, refresh: bool = False) -> Callable[[Any], Any]:
+    """Authenticate before anything else (a caller without a valid token learns nothing
+    about the arguments), and document the bearer scheme and the error responses.
+
+    Put it on top of a view's decorators, so it runs first.
+    """
 
     def decorate(view: Any) -> Any:
         view = documents_errors(blp, 401, *statuses)(view)
-        return blp.doc(security=[{"bearerAuth": []}])(view)
+        view = blp.doc(security=[{"bearerAuth": []}])(view)
+
+        @functools.wraps(view)
+        def authenticated(*args: Any, **kwargs: Any) -> Any:
+            current_actor(refresh=refresh)
+            return view(*args, **kwargs)
+
+        return authenticated
 
     return decorate
 

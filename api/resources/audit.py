@@ -48,10 +48,10 @@ class AuditEventSchema(ma.Schema):
 
 @blp.route("")
 class AuditEvents(MethodView):
+    @protected(blp, 403)
     @blp.arguments(AuditQuerySchema, location="query")
     @blp.response(200, AuditEventSchema(many=True))
     @blp.paginate(Page)
-    @protected(blp, 403)
     def get(self, filters: dict[str, Any]) -> QueryResults:
         """Events newest first (admin: all; coordinators: their sites; monitors: their studies)."""
         query = visible_events(current_actor())

@@ -111,8 +111,8 @@ class Activate(MethodView):
 
 @blp.route("/refresh")
 class Refresh(MethodView):
+    @protected(blp, refresh=True)
     @blp.response(200, TokenPairSchema)
-    @protected(blp)
     def post(self) -> dict[str, Any]:
         """Rotate: send the refresh token as the bearer token; get a new pair.
 
@@ -126,8 +126,8 @@ class Refresh(MethodView):
 
 @blp.route("/logout")
 class Logout(MethodView):
-    @blp.response(204)
     @protected(blp)
+    @blp.response(204)
     def post(self) -> None:
         """End this log-in: its access and refresh tokens stop working at once."""
         actor = current_actor()

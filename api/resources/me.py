@@ -20,8 +20,8 @@ class MeSchema(UserSchema):
 
 @blp.route("")
 class Me(MethodView):
-    @blp.response(200, MeSchema)
     @protected(blp)
+    @blp.response(200, MeSchema)
     def get(self) -> With:
         """Role, sites, studies, participant id (patients), locale and time zone."""
         actor = current_actor()

@@ -91,9 +91,9 @@ class ActivationCodeSchema(ma.Schema):
 
 @blp.route("/studies/<uuid:study_id>/participants")
 class StudyParticipants(MethodView):
+    @protected(blp, 403, 404, 409)
     @blp.arguments(ParticipantCreateSchema)
     @blp.response(201, ParticipantCreatedSchema)
-    @protected(blp, 403, 404, 409)
     def post(self, body: dict[str, Any], study_id: uuid.UUID) -> With:
         """Register a participant at one of the coordinator's sites.
 
@@ -108,9 +108,9 @@ class StudyParticipants(MethodView):
         )
         return With(participant, {"activation_code": code})
 
+    @protected(blp, 403, 404)
     @blp.response(200, ParticipantSchema(many=True))
     @blp.paginate(Page)
-    @protected(blp, 403, 404)
     def get(self, study_id: uuid.UUID) -> QueryResults:
         """Participants of the study in the caller's scope (monitors: pseudonymised)."""
         actor = current_actor()
@@ -127,16 +127,16 @@ class StudyParticipants(MethodView):
 
 @blp.route("/participants/<uuid:participant_id>")
 class ParticipantItem(MethodView):
-    @blp.response(200, ParticipantSchema)
     @protected(blp, 404)
+    @blp.response(200, ParticipantSchema)
     def get(self, participant_id: uuid.UUID) -> Participant:
         """One participant; contact data only for those who care for them."""
         query = visible_participants(current_actor())
         return get_visible(db_session(), query, participant_id, "participant")
 
+    @protected(blp, 403, 404, 409)
     @blp.arguments(ParticipantUpdateSchema)
     @blp.response(200, ParticipantSchema)
-    @protected(blp, 403, 404, 409)
     def patch(self, body: dict[str, Any], participant_id: uuid.UUID) -> Participant:
         """Change contact data (coordinator; the patient for their own phone, email,
         address, locale and time zone). Audited by field name, never by value."""
@@ -145,8 +145,8 @@ class ParticipantItem(MethodView):
 
 @blp.route("/participants/<uuid:participant_id>/activation-code")
 class ParticipantActivationCode(MethodView):
-    @blp.response(201, ActivationCodeSchema)
     @protected(blp, 403, 404)
+    @blp.response(201, ActivationCodeSchema)
     def post(self, participant_id: uuid.UUID) -> dict[str, str]:
         """Issue a new activation code; the previous one stops working."""
         code = people.reissue_activation_code(db_session(), current_actor(), participant_id)

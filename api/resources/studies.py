@@ -32,16 +32,16 @@ class StudySchema(ma.Schema):
 
 @blp.route("")
 class Studies(MethodView):
+    @protected(blp, 403, 409)
     @blp.arguments(StudySchema)
     @blp.response(201, StudySchema)
-    @protected(blp, 403, 409)
     def post(self, body: dict[str, Any]) -> Study:
         """Create a study (admin)."""
         return studies.create_study(db_session(), current_actor(), studies.NewStudy(**body))
 
+    @protected(blp, 403)
     @blp.response(200, StudySchema(many=True))
     @blp.paginate(Page)
-    @protected(blp, 403)
     def get(self) -> QueryResults:
         """Studies the caller works on (admins: all)."""
         query = visible_studies(current_actor()).order_by(Study.code)
@@ -50,8 +50,8 @@ class Studies(MethodView):
 
 @blp.route("/<uuid:study_id>")
 class StudyItem(MethodView):
-    @blp.response(200, StudySchema)
     @protected(blp, 403, 404)
+    @blp.response(200, StudySchema)
     def get(self, study_id: uuid.UUID) -> Study:
         """One study."""
         return get_visible(db_session(), visible_studies(current_actor()), study_id, "study")
@@ -59,16 +59,16 @@ class StudyItem(MethodView):
 
 @blp.route("/<uuid:study_id>/sites")
 class Sites(MethodView):
+    @protected(blp, 403, 404, 409)
     @blp.arguments(SiteSchema)
     @blp.response(201, SiteSchema)
-    @protected(blp, 403, 404, 409)
     def post(self, body: dict[str, Any], study_id: uuid.UUID) -> Site:
         """Add a site to a study (admin)."""
         return studies.create_site(db_session(), current_actor(), study_id, studies.NewSite(**body))
 
+    @protected(blp, 403, 404)
     @blp.response(200, SiteSchema(many=True))
     @blp.paginate(Page)
-    @protected(blp, 403, 404)
     def get(self, study_id: uuid.UUID) -> QueryResults:
         """The study's sites the caller works at (admins and monitors: all)."""
         actor = current_actor()

@@ -42,9 +42,9 @@ class UserCreatedSchema(UserSchema):
 
 @blp.route("")
 class Users(MethodView):
+    @protected(blp, 403, 409)
     @blp.arguments(UserCreateSchema)
     @blp.response(201, UserCreatedSchema)
-    @protected(blp, 403, 409)
     def post(self, body: dict[str, Any]) -> With:
         """Create a staff account (admin; coordinators: nurses of their sites).
 
@@ -54,9 +54,9 @@ class Users(MethodView):
         user, code = people.create_staff(db_session(), current_actor(), people.NewStaff(**body))
         return With(user, {"activation_code": code})
 
+    @protected(blp, 403)
     @blp.response(200, UserSchema(many=True))
     @blp.paginate(Page)
-    @protected(blp, 403)
     def get(self) -> QueryResults:
         """Accounts the caller manages."""
         query = visible_users(current_actor()).order_by(User.created_at, User.id)
@@ -65,8 +65,8 @@ class Users(MethodView):
 
 @blp.route("/<uuid:user_id>")
 class UserItem(MethodView):
-    @blp.response(200, UserSchema)
     @protected(blp, 403, 404)
+    @blp.response(200, UserSchema)
     def get(self, user_id: uuid.UUID) -> User:
         """One account the caller manages."""
         return get_visible(db_session(), visible_users(current_actor()), user_id, "user")

@@ -264,3 +264,11 @@ def test_unexpected_error_is_a_500_without_internals_and_logged_with_request_id(
     assert len(errors) == 1
     assert errors[0]["request_id"] == "req-explode-1"
     assert "RuntimeError: secret internal state 0xdeadbeef" in errors[0]["exception"]
+
+
+def test_authentication_comes_before_argument_validation(client):
+    """A caller without a token learns nothing from validation messages."""
+    response = client.get("/api/v1/audit?since=2026-01-01T00:00:00&page_size=9999")
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert "errors" not in response.get_json()
