@@ -54,10 +54,12 @@ def visible_participants(actor: Actor) -> Select[tuple[Participant]]:
 
 
 def visible_users(actor: Actor) -> Select[tuple[User]]:
-    """Admins manage every account; coordinators the nurses of their sites."""
+    """Admins manage every staff account; coordinators the nurses of their sites.
+    Patients' accounts are reached through their participant record, which admins
+    read pseudonymised, so they are not listed here with their identifiers."""
     query = select(User)
     if actor.role == Role.ADMIN:
-        return query
+        return query.where(User.role != Role.PATIENT.value)
     if actor.role == Role.COORDINATOR:
         nurses_here = select(user_sites.c.user_id).where(user_sites.c.site_id.in_(actor.site_ids))
         return query.where(User.role == Role.NURSE.value, User.id.in_(nurses_here))

@@ -274,9 +274,12 @@ def update_participant(
         raise Forbidden(f"you may not change: {', '.join(refused)}")
     before = participant_snapshot(participant)
     user = participant.user
-    for name, value in changes.items():
-        _apply_change(session, participant, name, value)
-    _check_login_phone_free(session, user)
+    # No autoflush: the uniqueness checks must run before a half-applied change reaches
+    # the database's unique indexes (which would answer 500 instead of 409).
+    with session.no_autoflush:
+        for name, value in changes.items():
+            _apply_change(session, participant, name, value)
+        _check_login_phone_free(session, user)
     session.flush()
     after = participant_snapshot(participant)
     after.update({name: audit.REDACTED for name in changes if name in audit.DIRECT_IDENTIFIERS})
