@@ -10,7 +10,7 @@ from services import audit, passwords
 from services.actor import Actor, Role
 from services.models import User
 from services.people import set_email, user_snapshot
-from services.validation import language_code, timezone_name
+from services.validation import language_code, person_name, timezone_name
 
 
 def create_admin(
@@ -20,7 +20,7 @@ def create_admin(
     user = User(
         id=uuid.uuid4(),
         role=Role.ADMIN.value,
-        full_name=full_name,
+        full_name=person_name(full_name),
         locale=language_code(locale),
         timezone=timezone_name(timezone),
         password_hash=passwords.hash_password(password),

@@ -20,7 +20,14 @@ from services.activation import issue_activation_code
 from services.actor import Actor, Role
 from services.errors import Conflict, Forbidden, Invalid
 from services.models import Participant, Site, Study, User
-from services.validation import email_normalised, language_code, phone_e164, timezone_name
+from services.validation import (
+    birth_date,
+    email_normalised,
+    language_code,
+    person_name,
+    phone_e164,
+    timezone_name,
+)
 
 STAFF_ROLES_CREATED_BY_USERS_ENDPOINT = (Role.ADMIN, Role.COORDINATOR, Role.NURSE, Role.MONITOR)
 # Who may list a study's participants (nurses reach theirs through their visits).
@@ -115,7 +122,7 @@ def create_staff(session: Session, actor: Actor, data: NewStaff) -> tuple[User, 
     user = User(
         id=uuid.uuid4(),
         role=data.role.value,
-        full_name=data.full_name,
+        full_name=person_name(data.full_name),
         locale=language_code(data.locale),
         timezone=timezone_name(data.timezone),
         sites=sites,
@@ -227,7 +234,7 @@ def create_participant(
     user = User(
         id=uuid.uuid4(),
         role=Role.PATIENT.value,
-        full_name=data.full_name,
+        full_name=person_name(data.full_name),
         locale=locale,
         timezone=timezone_name(data.timezone),
     )
@@ -242,7 +249,7 @@ def create_participant(
         user=user,
         subject_code=_next_subject_code(session, study, site),
         address=data.address,
-        date_of_birth=data.date_of_birth,
+        date_of_birth=birth_date(data.date_of_birth),
     )
     session.add(participant)
     session.flush()
@@ -269,6 +276,8 @@ def update_participant(
     require_role(actor, Role.COORDINATOR, Role.PATIENT)
     participant = get_visible(session, visible_participants(actor), participant_id, "participant")
     allowed = PATIENT_EDITABLE if actor.role == Role.PATIENT else CONTACT_FIELDS
+    if not changes:
+        raise Invalid("nothing to change", errors={"_schema": ["send at least one field"]})
     refused = sorted(set(changes) - allowed)
     if refused:
         raise Forbidden(f"you may not change: {', '.join(refused)}")
@@ -305,7 +314,9 @@ def _apply_change(session: Session, participant: Participant, name: str, value: 
             raise Invalid("phone required", errors={"phone": ["a participant needs a phone"]})
         _set_phone(session, user, value, participant.site.country)
     elif name == "full_name":
-        user.full_name = value
+        user.full_name = person_name(value)
+    elif name == "date_of_birth":
+        participant.date_of_birth = birth_date(value)
     elif name == "locale":
         locale = language_code(value)
         if locale not in participant.study.languages:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -58,4 +59,18 @@ def language_code(raw: str, *, field: str = "locale") -> str:
     value = raw.lower()
     if not _LANGUAGE.match(value):
         raise Invalid("invalid language", errors={field: ["use an ISO 639-1 code such as nl"]})
+    return value
+
+
+def person_name(raw: str, *, field: str = "full_name") -> str:
+    """The printed name later shown on signatures: trimmed, never blank."""
+    value = " ".join(raw.split())
+    if not value or len(value) > 200:
+        raise Invalid("invalid name", errors={field: ["give the full name, 1 to 200 characters"]})
+    return value
+
+
+def birth_date(value: dt.date | None, *, field: str = "date_of_birth") -> dt.date | None:
+    if value is not None and not dt.date(1900, 1, 1) <= value <= dt.date.today():
+        raise Invalid("invalid date of birth", errors={field: ["must be in the past, after 1900"]})
     return value

@@ -615,3 +615,32 @@ def test_reissuing_for_a_foreign_participant_is_not_found(client, db, world):
     assert_problem(client.post(f"{participant_url(patient)}/activation-code", headers=headers), 404)
     assert count(db, ActivationCode) == codes
     assert activate(client, patient.activation_code).status_code == 200
+
+
+def test_patch_without_fields_is_refused_and_not_audited(client, db):
+    world = make_world(db)
+    participant = world.patient_a.participant
+    headers = headers_for(client, world.coordinator_a)
+    before = count(db, AuditEvent)
+    response = client.patch(f"/api/v1/participants/{participant.id}", json={}, headers=headers)
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert count(db, AuditEvent) == before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"full_name": "   "}, {"date_of_birth": "2999-01-01"}, {"date_of_birth": "1850-01-01"}],
+)
+def test_blank_name_and_impossible_birth_dates_are_refused(client, db, change):
+    world = make_world(db)
+    participant = world.patient_a.participant
+    response = client.patch(
+        f"/api/v1/participants/{participant.id}",
+        json=change,
+        headers=headers_for(client, world.coordinator_a),
+    )
+    assert response.status_code == 422
+    assert set(response.get_json()["errors"]) == set(change)
+    db.expire_all()
+    assert db.get(Participant, participant.id).user.full_name == world.patient_a.user.full_name
