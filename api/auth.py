@@ -19,14 +19,13 @@ from flask_jwt_extended import (
     get_jwt,
     verify_jwt_in_request,
 )
-from sqlalchemy import select
 
 from api.db import db_session
 from api.errors import problem
-from services import identity
-from services.actor import Actor, Role
+from services import identity, people
+from services.actor import Actor
 from services.errors import Unauthenticated
-from services.models import Participant, User
+from services.models import User
 
 jwt = JWTManager()
 
@@ -102,28 +101,6 @@ def current_actor(*, refresh: bool = False) -> Actor:
     user = db_session().get(User, uuid.UUID(claims["sub"]))
     if user is None or not user.is_active:
         raise Unauthenticated("the account behind this token is disabled")
-    g.actor = actor_for(user, g.get("request_id"))
+    g.actor = people.actor_for(db_session(), user, g.get("request_id"))
     g.user_id = str(user.id)
     return g.actor
-
-
-def actor_for(user: User, request_id: str | None) -> Actor:
-    """Resolve memberships once: coordinators and nurses reach their sites' studies."""
-    role = Role(user.role)
-    site_ids = frozenset(user.site_ids)
-    study_ids = set(user.study_ids) | {site.study_id for site in user.sites}
-    participant_id = None
-    if role == Role.PATIENT:
-        participant_id = (
-            db_session()
-            .scalars(select(Participant.id).where(Participant.user_id == user.id))
-            .first()
-        )
-    return Actor(
-        user_id=user.id,
-        role=role,
-        site_ids=site_ids,
-        study_ids=frozenset(study_ids),
-        participant_id=participant_id,
-        request_id=request_id,
-    )

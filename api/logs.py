@@ -20,6 +20,8 @@ access_log = logging.getLogger("dct.access")
 
 
 class JsonFormatter(logging.Formatter):
+    converter = time.gmtime  # log times in UTC, like everything else
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + "Z",
@@ -40,7 +42,6 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    logging.Formatter.converter = time.gmtime
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -78,7 +78,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create the engine; on SQLite, switch on foreign keys and WAL as PostgreSQL would behave."""
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
-    engine = create_engine(url, **kwargs)
+    # Bound values (contact data, tokens) must never reach an error message or a log line.
+    engine = create_engine(url, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
 
         @sa_event.listens_for(engine, "connect")

@@ -22,14 +22,7 @@ ADMIN_EMAIL = "admin@demo.dct.example"
 
 def _actor_for(session: Session, email: str) -> Actor:
     user = session.scalars(select(User).where(User.email_index == people.email_index(email))).one()
-    study_ids = {site.study_id for site in user.sites} | set(user.study_ids)
-    return Actor(
-        user_id=user.id,
-        role=Role(user.role),
-        site_ids=frozenset(user.site_ids),
-        study_ids=frozenset(study_ids),
-        request_id="demo-seed",
-    )
+    return people.actor_for(session, user, "demo-seed")
 
 
 def _activate(session: Session, code: str) -> None:
