@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 import marshmallow as ma
-from flask import Flask, Response, g, json
+from flask import Flask, Response, g, json, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from api import db
@@ -42,8 +42,6 @@ def problem(
     errors: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    from flask import request
-
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + (kind or title.lower().replace(" ", "-")),
         "title": title,
