@@ -9,7 +9,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import auth, config, content_types, db, errors, limits, logs
-from api.openapi import Api, openapi_config
+from api.openapi import Api, init_docs_assets, openapi_config
 from api.resources import BLUEPRINTS
 from services import crypto, passwords
 
@@ -38,6 +38,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     limits.init_app(app)  # after the blueprints: wraps the views marked for the log-in limit
+    init_docs_assets(app)
     errors.init_app(app)  # after Api: replaces flask-smorest's JSON error handler
 
     from api import cli

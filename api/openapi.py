@@ -5,8 +5,11 @@ from __future__ import annotations
 import functools
 import http
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import swagger_ui
+from flask import Flask, Response, send_from_directory
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 from flask_smorest.utils import prepare_response
@@ -43,7 +46,8 @@ def openapi_config() -> dict[str, Any]:
         "OPENAPI_URL_PREFIX": API_PREFIX,
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "/docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        # Swagger UI 5 (OpenAPI 3.1) served from the swagger-ui-py wheel: docs work offline.
+        "OPENAPI_SWAGGER_UI_URL": f"{API_PREFIX}/docs/assets/",
         "API_SPEC_OPTIONS": {
             "info": {
                 "description": "Backend of a decentralised clinical trial. Log in with "
@@ -56,6 +60,16 @@ def openapi_config() -> dict[str, Any]:
             },
         },
     }
+
+
+def init_docs_assets(app: Flask) -> None:
+    """Serve the Swagger UI files the interactive docs page loads."""
+    folder = Path(swagger_ui.__file__).parent / "static"
+
+    def asset(filename: str) -> Response:
+        return send_from_directory(folder, filename, max_age=86400)
+
+    app.add_url_rule(f"{API_PREFIX}/docs/assets/<path:filename>", "docs_asset", asset)
 
 
 def documents_errors(blp: SmorestBlueprint, *statuses: int) -> Callable[[Any], Any]:
