@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, config, content_types, db, errors, limits, logs
+from api import auth, config, content_types, db, errors, headers, limits, logs
 from api.openapi import Api, init_docs_assets, openapi_config
 from api.resources import BLUEPRINTS
 from services import crypto, passwords
@@ -31,6 +31,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     passwords.configure(cheap=settings["DCT_PASSWORD_HASH_CHEAP"])
 
     logs.init_app(app)
+    headers.init_app(app)
     db.init_app(app)
     auth.init_app(app)
     content_types.init_app(app)
