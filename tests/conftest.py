@@ -9,8 +9,9 @@ is set (CI runs both). App code may commit: with `join_transaction_mode=
 from __future__ import annotations
 
 import base64
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import create_app
 from api.cli import alembic_config
+from services import crypto, passwords
 from services.db import empty_database
+from tests.factories import World, make_world
 
 TEST_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 TEST_JWT_SECRET = base64.urlsafe_b64encode(os.urandom(48)).decode()
@@ -57,6 +60,11 @@ def app(database_url: str) -> Iterator[Flask]:
     app.extensions["db"].engine.dispose()
 
 
+def joined_sessions(conn: Connection) -> sessionmaker[Session]:
+    """Sessions for an app whose commits only release savepoints in `conn`'s transaction."""
+    return sessionmaker(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+
+
 @pytest.fixture
 def connection(app: Flask) -> Iterator[Connection]:
     """The test's connection and outer transaction; the app's sessions join it."""
@@ -64,15 +72,47 @@ def connection(app: Flask) -> Iterator[Connection]:
     conn = database.engine.connect()
     outer = conn.begin()
     original = database.sessions
-    database.sessions = sessionmaker(
-        bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
+    database.sessions = joined_sessions(conn)
     try:
         yield conn
     finally:
         database.sessions = original
         outer.rollback()
         conn.close()
+
+
+AppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(database_url: str, connection: Connection) -> Iterator[AppFactory]:
+    """Build other apps with their own settings: `make_app(DCT_LOGIN_RATE_LIMIT="2 per minute")`.
+
+    On the test database their sessions join the test's transaction; an app given another
+    DATABASE_URL (a fresh database for `db upgrade`) keeps its own. create_app sets
+    process-wide state (root logging, the password hasher, the field keys): the session
+    app's is restored afterwards, so one test's settings never leak into the next.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    built: list[Flask] = []
+
+    def build(**settings: object) -> Flask:
+        other = create_app(app_settings(database_url, **settings))
+        built.append(other)
+        if other.config["DATABASE_URL"] == database_url:
+            other.extensions["db"].sessions = joined_sessions(connection)
+        return other
+
+    try:
+        yield build
+    finally:
+        for other in built:
+            other.extensions["db"].engine.dispose()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        passwords.configure(cheap=True)
+        crypto.configure(crypto.decode_master_key(TEST_KEY))
 
 
 @pytest.fixture
@@ -85,6 +125,11 @@ def db(connection: Connection) -> Iterator[Session]:
 @pytest.fixture
 def client(app: Flask, connection: Connection) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def world(db: Session) -> World:
+    return make_world(db)
 
 
 @pytest.fixture

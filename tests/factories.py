@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from services import identity, people, studies
 from services.actor import Actor, Role
@@ -25,16 +26,6 @@ ADMIN = Actor(user_id=None, role=Role.ADMIN, request_id="factory")
 
 def _n() -> int:
     return next(_counter)
-
-
-def actor_of(user: User, participant: Participant | None = None) -> Actor:
-    return Actor(
-        user_id=user.id,
-        role=Role(user.role),
-        site_ids=frozenset(user.site_ids),
-        study_ids=frozenset({s.study_id for s in user.sites} | set(user.study_ids)),
-        participant_id=participant.id if participant else None,
-    )
 
 
 def make_study(db: Session, *, languages: tuple[str, ...] = ("nl", "fr", "en")) -> Study:
@@ -107,7 +98,7 @@ def make_participant(
     coordinator = coordinator or make_staff(db, Role.COORDINATOR, sites=[site])
     participant, code = people.create_participant(
         db,
-        actor_of(coordinator),
+        people.actor_for(db, coordinator, "factory"),
         site.study_id,
         people.NewParticipant(
             site_id=site.id,
@@ -131,6 +122,12 @@ def login(client: FlaskClient, user: User, password: str = PASSWORD) -> dict:
     response = client.post("/api/v1/auth/login", json={**body, "password": password})
     assert response.status_code == 200, response.get_json()
     return response.get_json()
+
+
+def activate_with_code(client: FlaskClient, code: str, password: str = PASSWORD) -> TestResponse:
+    return client.post(
+        "/api/v1/auth/activate", json={"activation_code": code, "password": password}
+    )
 
 
 def bearer(tokens: dict | str) -> dict[str, str]:
@@ -158,6 +155,11 @@ class World:
     patient_b: Patient
     other_study: Study
     other_monitor: User
+
+
+def user_of(world: World, who: str) -> User:
+    """A member of the world by attribute name, for parametrized roles; "patient" is patient_a."""
+    return world.patient_a.user if who == "patient" else getattr(world, who)
 
 
 def make_world(db: Session) -> World:

@@ -3,7 +3,6 @@ and the deployment commands `db upgrade` and `users create`."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +11,13 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, func, inspect, make_url, select, text
+from sqlalchemy import Engine, inspect, make_url, select, text
 
 import services.models  # noqa: F401 - registers every table on Base.metadata
-from api import create_app
 from api.cli import alembic_config
 from services.db import Base, make_engine
 from services.models import AuditEvent, User
-from tests.conftest import app_settings
+from tests.checks import count
 from tests.factories import login
 
 MODEL_TABLES = set(Base.metadata.tables)
@@ -65,16 +63,10 @@ def test_fresh_database_starts_empty(fresh_engine):
     assert tables(fresh_engine) == set()
 
 
-def test_db_upgrade_command_builds_every_table(fresh_url, fresh_engine):
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    app = create_app(app_settings(fresh_url))
-    try:
-        result = app.test_cli_runner().invoke(args=["db", "upgrade"])
-    finally:
-        app.extensions["db"].engine.dispose()
-        root.handlers[:] = handlers
-        root.setLevel(level)
+def test_db_upgrade_command_builds_every_table(fresh_url, fresh_engine, make_app):
+    app = make_app(DATABASE_URL=fresh_url)
+
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
 
     assert result.exit_code == 0, result.output
     assert "database at head" in result.output
@@ -140,7 +132,7 @@ def test_users_create_refuses_a_short_password_cleanly(app, db):
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)  # a message, not a traceback
     assert "at least 12 characters" in result.output
-    assert db.scalar(select(func.count()).select_from(User)) == 0
+    assert count(db, User) == 0
 
 
 def test_users_create_refuses_a_taken_email_cleanly(app, db):
@@ -154,4 +146,4 @@ def test_users_create_refuses_a_taken_email_cleanly(app, db):
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)
     assert "already belongs to another account" in result.output
-    assert db.scalar(select(func.count()).select_from(User)) == 1
+    assert count(db, User) == 1

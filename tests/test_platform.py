@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
-import logging
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from api import config, create_app, logs
-from services import passwords
+from api import config, create_app
+from tests.checks import PROBLEM_JSON, captured_logs
 from tests.conftest import TEST_JWT_SECRET, TEST_KEY
 from tests.factories import headers_for, make_world
 
@@ -43,7 +40,6 @@ CONTRACT = {
 }
 PUBLIC = {"/healthz", "/readyz", "/api/v1/auth/login", "/api/v1/auth/activate"}
 METHODS = {"get", "post", "put", "patch", "delete"}
-PROBLEM_JSON = "application/problem+json"
 
 
 def random_secret(size: int) -> str:
@@ -58,21 +54,6 @@ def production(**settings: object) -> dict[str, object]:
         "DCT_PASSWORD_HASH_CHEAP": False,
         **settings,
     }
-
-
-@contextmanager
-def captured_logs(level: str = "INFO") -> Iterator[io.StringIO]:
-    """The app's JSON log lines, written to a buffer instead of stderr."""
-    root = logging.getLogger()
-    handlers, old_level = root.handlers[:], root.level
-    logs.configure(level)
-    stream = io.StringIO()
-    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
-    try:
-        yield stream
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(old_level)
 
 
 @pytest.fixture(scope="module")
@@ -175,18 +156,10 @@ def test_production_refuses_the_defaults(monkeypatch):
         create_app()
 
 
-def test_production_starts_with_proper_secrets(database_url):
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        app = create_app(production(DATABASE_URL=database_url))
-        assert app.config["DCT_ENV"] == "production"
-        assert app.test_client().get("/readyz").status_code == 200
-        app.extensions["db"].engine.dispose()
-    finally:
-        passwords.configure(cheap=True)  # the session app's setting, for the other tests
-        root.handlers[:] = handlers
-        root.setLevel(level)
+def test_production_starts_with_proper_secrets(make_app):
+    app = make_app(**production())
+    assert app.config["DCT_ENV"] == "production"
+    assert app.test_client().get("/readyz").status_code == 200
     other = config.load(production(JWT_SECRET_KEY=random_secret(32)))
     assert other["DCT_ENV"] == "production"
 
@@ -246,3 +219,18 @@ def test_logs_are_json_lines_with_request_id_and_no_personal_data(client, db):
     secrets = [v for k, v in person.items() if k not in ("site_id", "locale", "timezone")]
     for value in [*secrets, "+32475112233", world.coordinator_a.email, "wrong-password"]:
         assert value not in text
+
+
+def test_docs_assets_are_served_locally_and_confined_to_their_folder(client):
+    page = client.get("/api/v1/docs").get_data(as_text=True)
+    assert "/api/v1/docs/assets/swagger-ui-bundle.js" in page
+    with client.get("/api/v1/docs/assets/swagger-ui-bundle.js") as bundle:
+        assert bundle.status_code == 200
+        assert b"SwaggerUIBundle" in bundle.data
+    assert client.get("/api/v1/docs/assets/../../../../etc/passwd").status_code == 404
+
+
+def test_answers_are_never_cached_nor_sniffed(client):
+    response = client.get("/healthz")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -6,10 +6,10 @@ import datetime as dt
 import json
 
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
 
 from services.db import utcnow
 from services.models import AuditEvent
+from tests.checks import assert_problem, count
 from tests.factories import World, headers_for, make_world
 
 AUDIT = "/api/v1/audit"
@@ -50,7 +50,7 @@ def test_admin_reads_every_event(client, db):
 
     found = events(client, headers)
 
-    assert len(found) == db.scalar(select(func.count()).select_from(AuditEvent))
+    assert len(found) == count(db, AuditEvent)
     assert {str(world.study.id), str(world.other_study.id)} <= {e["study_id"] for e in found}
     assert str(world.patient_b.participant.id) in participant_ids(found)
 
@@ -82,15 +82,11 @@ def test_monitor_reads_the_events_of_their_study_only(client, db):
 def test_nurses_and_patients_may_not_read_the_audit_trail(client, db):
     world = make_world(db)
     for user in (world.nurse_a, world.patient_a.user):
-        response = client.get(AUDIT, headers=headers_for(client, user))
-        assert response.status_code == 403
-        assert response.mimetype == "application/problem+json"
+        assert_problem(client.get(AUDIT, headers=headers_for(client, user)), 403)
 
 
 def test_reading_the_audit_trail_needs_a_token(client, db):
-    response = client.get(AUDIT)
-    assert response.status_code == 401
-    assert response.mimetype == "application/problem+json"
+    assert_problem(client.get(AUDIT), 401)
 
 
 def test_filters_by_entity_and_actor(client, db):
@@ -136,15 +132,13 @@ def test_naive_since_is_refused(client, db):
         AUDIT, headers=headers_for(client, world.admin), query_string={"since": "2026-01-01T00:00"}
     )
 
-    assert response.status_code == 422
-    assert response.mimetype == "application/problem+json"
-    assert "since" in response.get_json()["errors"]
+    assert "since" in assert_problem(response, 422)["errors"]
 
 
 def test_pages_carry_the_x_pagination_header(client, db):
     world = make_world(db)
     headers = headers_for(client, world.admin)
-    total = db.scalar(select(func.count()).select_from(AuditEvent))
+    total = count(db, AuditEvent)
 
     first = client.get(AUDIT, headers=headers, query_string={"page_size": 2})
     second = client.get(AUDIT, headers=headers, query_string={"page_size": 2, "page": 2})
@@ -156,7 +150,7 @@ def test_pages_carry_the_x_pagination_header(client, db):
     assert len(first.get_json()) == len(second.get_json()) == 2
     assert {e["id"] for e in first.get_json()}.isdisjoint(e["id"] for e in second.get_json())
     too_big = client.get(AUDIT, headers=headers, query_string={"page_size": 501})
-    assert too_big.status_code == 422
+    assert_problem(too_big, 422)
 
 
 def test_events_carry_the_request_id_of_the_request_that_caused_them(client, db):

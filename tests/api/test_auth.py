@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt as pyjwt
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import decode_token
-from sqlalchemy import Connection, func, select, text, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
 
-from api import create_app
 from services.actor import Role
 from services.db import utcnow
-from services.models import ActivationCode, AuditEvent, AuthSession, User
-from tests.conftest import app_settings
+from services.models import ActivationCode, AuthSession, User
+from tests.checks import assert_problem, audit_events, count
 from tests.factories import (
     PASSWORD,
     bearer,
@@ -32,40 +29,11 @@ from tests.factories import (
     make_world,
 )
 
-PROBLEM = "application/problem+json"
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
 ACTIVATE = "/api/v1/auth/activate"
 ME = "/api/v1/me"
-
-AppFactory = Callable[..., Flask]
-
-
-@pytest.fixture
-def make_app(database_url: str, connection: Connection) -> Iterator[AppFactory]:
-    """Build another app with its own settings whose sessions join the test's transaction."""
-    built: list[Flask] = []
-
-    def build(**settings: object) -> Flask:
-        other = create_app(app_settings(database_url, **settings))
-        other.extensions["db"].sessions = sessionmaker(
-            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
-        built.append(other)
-        return other
-
-    yield build
-    for other in built:
-        other.extensions["db"].engine.dispose()
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_json()
-    assert response.mimetype == PROBLEM
-    body = response.get_json()
-    assert body["status"] == status
-    return body
 
 
 def refresh_with(client: FlaskClient, refresh_token: str) -> Any:
@@ -74,17 +42,6 @@ def refresh_with(client: FlaskClient, refresh_token: str) -> Any:
 
 def claims(token: str) -> dict[str, Any]:
     return pyjwt.decode(token, options={"verify_signature": False})
-
-
-def events(db: Session, action: str, entity_id: uuid.UUID) -> list[AuditEvent]:
-    db.expire_all()
-    return list(
-        db.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.action == action, AuditEvent.entity_id == str(entity_id))
-            .order_by(AuditEvent.occurred_at)
-        )
-    )
 
 
 def sessions_of(db: Session, user: User) -> list[AuthSession]:
@@ -172,14 +129,14 @@ def test_unknown_email_answers_exactly_like_a_wrong_password(client, db):
 )
 def test_login_needs_exactly_one_of_email_or_phone(client, db, identifiers):
     admin = make_staff(db, Role.ADMIN)
-    before = db.scalar(select(func.count()).select_from(AuthSession))
+    before = count(db, AuthSession)
 
     response = client.post(LOGIN, json={**identifiers, "password": PASSWORD})
 
     body = assert_problem(response, 422)
     assert "email" in body["errors"]
-    assert db.scalar(select(func.count()).select_from(AuthSession)) == before
-    assert events(db, "auth.login_failed", admin.id) == []
+    assert count(db, AuthSession) == before
+    assert audit_events(db, "auth.login_failed", admin.id) == []
 
 
 def test_login_without_password_is_422_per_field(client, db):
@@ -288,7 +245,7 @@ def test_reused_refresh_token_revokes_the_whole_family(client, db):
     db.refresh(auth_session)
     assert auth_session.revoked_at is not None
     assert auth_session.revoked_reason == "refresh_reuse"
-    assert len(events(db, "auth.refresh_reuse", auth_session.id)) == 1
+    assert len(audit_events(db, "auth.refresh_reuse", auth_session.id)) == 1
 
 
 def test_reuse_does_not_end_other_sessions_of_the_same_user(client, db):
@@ -339,7 +296,7 @@ def test_logout_revokes_that_session_only(client, db):
     assert ended.revoked_at is not None
     assert ended.revoked_reason == "logout"
     assert by_id[claims(staying["access_token"])["sid"]].revoked_at is None
-    assert len(events(db, "auth.logout", ended.id)) == 1
+    assert len(audit_events(db, "auth.logout", ended.id)) == 1
 
 
 def test_logout_without_token_is_401(client):
@@ -508,8 +465,8 @@ def test_five_failed_logins_lock_the_account(client, db):
     assert 15 * 60 - 60 < int(locked.headers["Retry-After"]) <= 15 * 60
     assert "access_token" not in locked.get_json()
     # Each failed request answered an error, yet its count and audit were committed.
-    assert len(events(db, "auth.login_failed", admin.id)) == 5
-    assert len(events(db, "auth.lockout", admin.id)) == 1
+    assert len(audit_events(db, "auth.login_failed", admin.id)) == 5
+    assert len(audit_events(db, "auth.lockout", admin.id)) == 1
     db.refresh(admin)
     assert admin.locked_until is not None
     assert len(sessions_of(db, admin)) == sessions_before
@@ -539,7 +496,7 @@ def test_a_successful_login_resets_the_failure_count(client, db):
     fail_logins(client, admin, 4)
 
     assert login(client, admin)["user"]["id"] == str(admin.id)
-    assert events(db, "auth.lockout", admin.id) == []
+    assert audit_events(db, "auth.lockout", admin.id) == []
 
 
 def test_lockout_threshold_and_duration_follow_configuration(make_app, db):
@@ -552,7 +509,7 @@ def test_lockout_threshold_and_duration_follow_configuration(make_app, db):
 
     assert_problem(locked, 429)
     assert 0 < int(locked.headers["Retry-After"]) <= 60
-    assert len(events(db, "auth.lockout", admin.id)) == 1
+    assert len(audit_events(db, "auth.lockout", admin.id)) == 1
 
 
 # --- rate limit per client address ----------------------------------------------------

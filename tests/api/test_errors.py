@@ -2,73 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, func, select
-from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.test import TestResponse
+from sqlalchemy.orm import Session
 
-from api import create_app, logs
 from services.actor import Role
 from services.models import AuditEvent, Study
-from tests.conftest import app_settings
+from tests.checks import assert_problem, captured_logs, count
 from tests.factories import PASSWORD, headers_for, login, make_staff, make_world, random_id
 
-PROBLEM_KEYS = {"type", "title", "status", "detail"}
 STUDY = {"code": "ERR1", "title": "Errors", "languages": ["en"], "default_timezone": "UTC"}
-
-
-def problem(response: TestResponse, status: int) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body.keys() >= PROBLEM_KEYS
-    assert body["status"] == status
-    assert body["type"].startswith("https://")
-    assert "Traceback" not in response.get_data(as_text=True)
-    return body
-
-
-def count(db: Session, model: type) -> int:
-    return db.scalar(select(func.count()).select_from(model)) or 0
-
-
-@contextmanager
-def another_app(database_url: str, connection: Connection, **settings: object) -> Iterator[Flask]:
-    """A second app with other settings, on the test's transaction like the session app."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    other = create_app(app_settings(database_url, **settings))
-    other.extensions["db"].sessions = sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
-    try:
-        yield other
-    finally:
-        other.extensions["db"].engine.dispose()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
-@contextmanager
-def captured_logs(level: str = "INFO") -> Iterator[io.StringIO]:
-    """The app's JSON log lines, written to a buffer instead of stderr."""
-    root = logging.getLogger()
-    handlers, old_level = root.handlers[:], root.level
-    logs.configure(level)
-    stream = io.StringIO()
-    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
-    try:
-        yield stream
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(old_level)
 
 
 def admin_headers(client: FlaskClient, db: Session) -> dict[str, str]:
@@ -83,18 +27,18 @@ def test_malformed_json_is_a_400(client, db):
         content_type="application/json",
     )
 
-    problem(response, 400)
+    assert_problem(response, 400)
     assert count(db, Study) == 0
 
 
 def test_missing_token_is_a_401(client, db):
-    body = problem(client.get("/api/v1/me"), 401)
+    body = assert_problem(client.get("/api/v1/me"), 401)
     assert "Bearer" in body["detail"]
 
 
 def test_garbage_token_is_a_401(client, db):
     response = client.get("/api/v1/me", headers={"Authorization": "Bearer not.a.jwt"})
-    problem(response, 401)
+    assert_problem(response, 401)
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
@@ -106,12 +50,12 @@ def test_wrong_role_is_a_403_and_creates_nothing(client, db):
         "/api/v1/studies", headers=headers_for(client, world.coordinator_a), json=STUDY
     )
 
-    problem(response, 403)
+    assert_problem(response, 403)
     assert count(db, Study) == studies_before
 
 
 def test_unknown_route_is_a_404(client, db):
-    body = problem(client.get("/api/v1/no-such-thing"), 404)
+    body = assert_problem(client.get("/api/v1/no-such-thing"), 404)
     assert body["instance"] == "/api/v1/no-such-thing"
 
 
@@ -122,7 +66,7 @@ def test_foreign_and_unknown_ids_are_the_same_404(client, db):
     foreign = client.get(f"/api/v1/participants/{world.patient_b.participant.id}", headers=headers)
     unknown = client.get(f"/api/v1/participants/{random_id()}", headers=headers)
 
-    assert problem(foreign, 404)["title"] == problem(unknown, 404)["title"]
+    assert assert_problem(foreign, 404)["title"] == assert_problem(unknown, 404)["title"]
 
 
 def test_a_patient_asking_for_another_patient_gets_a_404(client, db):
@@ -131,13 +75,13 @@ def test_a_patient_asking_for_another_patient_gets_a_404(client, db):
         f"/api/v1/participants/{world.patient_b.participant.id}",
         headers=headers_for(client, world.patient_a.user),
     )
-    problem(response, 404)
+    assert_problem(response, 404)
 
 
 def test_wrong_method_is_a_405_with_allow(client, db):
     response = client.delete("/api/v1/me")
 
-    problem(response, 405)
+    assert_problem(response, 405)
     assert "GET" in response.headers["Allow"]
 
 
@@ -148,22 +92,18 @@ def test_duplicate_is_a_409_and_leaves_no_trace(client, db):
 
     response = client.post("/api/v1/studies", headers=headers, json={**STUDY, "title": "Again"})
 
-    problem(response, 409)
+    assert_problem(response, 409)
     assert count(db, Study) == 1
     assert count(db, AuditEvent) == events_before
 
 
-def test_body_over_the_limit_is_a_413(database_url, connection, db):
-    admin = make_staff(db, Role.ADMIN)
-    with another_app(database_url, connection, DCT_MAX_REQUEST_BYTES=1024) as small:
-        client = small.test_client()
-        headers = headers_for(client, admin)
+def test_body_over_the_limit_is_a_413(make_app, db):
+    client = make_app(DCT_MAX_REQUEST_BYTES=1024).test_client()
+    headers = headers_for(client, make_staff(db, Role.ADMIN))
 
-        response = client.post(
-            "/api/v1/studies", headers=headers, json={**STUDY, "title": "x" * 2000}
-        )
+    response = client.post("/api/v1/studies", headers=headers, json={**STUDY, "title": "x" * 2000})
 
-    problem(response, 413)
+    assert_problem(response, 413)
     assert count(db, Study) == 0
 
 
@@ -175,7 +115,7 @@ def test_non_json_body_is_a_415(client, db):
         content_type="text/plain",
     )
 
-    body = problem(response, 415)
+    body = assert_problem(response, 415)
     assert "application/json" in body["detail"]
     assert count(db, Study) == 0
 
@@ -187,7 +127,7 @@ def test_invalid_fields_are_a_422_with_errors_per_field(client, db):
         json={"code": "", "languages": "en", "default_timezone": "UTC"},
     )
 
-    body = problem(response, 422)
+    body = assert_problem(response, 422)
     assert {"code", "title", "languages"} <= body["errors"].keys()
     assert count(db, Study) == 0
 
@@ -199,7 +139,7 @@ def test_a_rule_of_the_domain_is_a_422_with_its_field(client, db):
         json={**STUDY, "default_timezone": "Mars/Olympus_Mons"},
     )
 
-    body = problem(response, 422)
+    body = assert_problem(response, 422)
     assert list(body["errors"]) == ["default_timezone"]
     assert count(db, Study) == 0
 
@@ -210,51 +150,45 @@ def test_naive_datetime_is_a_422(client, db):
         response = client.get(
             "/api/v1/audit", headers=headers, query_string={name: "2026-03-29T02:30:00"}
         )
-        assert "naive" in problem(response, 422)["errors"][name][0]
+        assert "naive" in assert_problem(response, 422)["errors"][name][0]
 
 
 def test_locked_account_is_a_429_with_retry_after(client, db):
     user = make_staff(db, Role.NURSE, sites=[make_world(db).site_a])
     for _ in range(5):
         wrong = client.post("/api/v1/auth/login", json={"email": user.email, "password": "nope"})
-        problem(wrong, 401)
+        assert_problem(wrong, 401)
 
     response = client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
 
-    problem(response, 429)
+    assert_problem(response, 429)
     assert int(response.headers["Retry-After"]) > 0
 
 
-def test_rate_limited_address_is_a_429(database_url, connection, db):
+def test_rate_limited_address_is_a_429(make_app, db):
+    client = make_app(DCT_LOGIN_RATE_LIMIT="2 per minute").test_client()
     user = make_staff(db, Role.ADMIN)
-    with another_app(database_url, connection, DCT_LOGIN_RATE_LIMIT="2 per minute") as limited:
-        client = limited.test_client()
-        login(client, user)
-        login(client, user)
+    login(client, user)
+    login(client, user)
 
-        response = client.post(
-            "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}
-        )
+    response = client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
 
-    body = problem(response, 429)
+    body = assert_problem(response, 429)
     assert "too many requests" in body["detail"]
 
 
-def test_unexpected_error_is_a_500_without_internals_and_logged_with_request_id(
-    database_url, connection
-):
-    with another_app(database_url, connection) as other:
+def test_unexpected_error_is_a_500_without_internals_and_logged_with_request_id(make_app):
+    def explode() -> None:
+        raise RuntimeError("secret internal state 0xdeadbeef")
 
-        def explode() -> None:
-            raise RuntimeError("secret internal state 0xdeadbeef")
+    other = make_app()
+    other.add_url_rule("/api/v1/explode", "explode", explode)
+    with captured_logs() as output:
+        response = other.test_client().get(
+            "/api/v1/explode", headers={"X-Request-ID": "req-explode-1"}
+        )
 
-        other.add_url_rule("/api/v1/explode", "explode", explode)
-        with captured_logs() as output:
-            response = other.test_client().get(
-                "/api/v1/explode", headers={"X-Request-ID": "req-explode-1"}
-            )
-
-    body = problem(response, 500)
+    body = assert_problem(response, 500)
     assert body["request_id"] == "req-explode-1"
     text = response.get_data(as_text=True)
     assert "RuntimeError" not in text
@@ -269,6 +203,4 @@ def test_unexpected_error_is_a_500_without_internals_and_logged_with_request_id(
 def test_authentication_comes_before_argument_validation(client):
     """A caller without a token learns nothing from validation messages."""
     response = client.get("/api/v1/audit?since=2026-01-01T00:00:00&page_size=9999")
-    assert response.status_code == 401
-    assert response.mimetype == "application/problem+json"
-    assert "errors" not in response.get_json()
+    assert "errors" not in assert_problem(response, 401)

@@ -1,3 +1,4 @@
+from tests.checks import assert_problem
 from tests.factories import headers_for, make_world
 
 
@@ -8,5 +9,4 @@ def test_coordinator_reads_own_participant_and_not_other_site(client, db):
     assert own.status_code == 200
     assert own.get_json()["full_name"] == world.patient_a.user.full_name
     foreign = client.get(f"/api/v1/participants/{world.patient_b.participant.id}", headers=headers)
-    assert foreign.status_code == 404
-    assert foreign.mimetype == "application/problem+json"
+    assert_problem(foreign, 404)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from services.models import AuditEvent, Site, Study
-from tests.factories import headers_for, make_world, random_id
+from tests.checks import assert_problem, count
+from tests.factories import headers_for, random_id
 
 STUDIES = "/api/v1/studies"
 
@@ -20,21 +20,6 @@ NEW_STUDY = {
     "default_timezone": "Europe/Brussels",
 }
 NEW_SITE = {"code": "GENT", "name": "UZ Gent", "country": "BE", "timezone": "Europe/Brussels"}
-
-
-def count(db: Session, model: type) -> int:
-    return db.scalar(select(func.count()).select_from(model)) or 0
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.get_json()
-    assert response.mimetype == "application/problem+json"
-    return response.get_json()
-
-
-@pytest.fixture
-def world(db):
-    return make_world(db)
 
 
 # --- studies ---------------------------------------------------------------------

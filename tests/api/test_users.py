@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from services.actor import Role
 from services.models import ActivationCode, AuditEvent, User
-from tests.factories import PASSWORD, headers_for, make_site, make_staff, make_world, random_id
+from tests.checks import assert_problem, audit_events, count
+from tests.factories import (
+    activate_with_code,
+    headers_for,
+    make_site,
+    make_staff,
+    random_id,
+    user_of,
+)
 
 USERS = "/api/v1/users"
-
-
-def count(db: Session, model: type) -> int:
-    return db.scalar(select(func.count()).select_from(model)) or 0
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.get_json()
-    assert response.mimetype == "application/problem+json"
-    return response.get_json()
 
 
 def new_user(role: str, **extra: object) -> dict:
@@ -32,11 +29,6 @@ def new_user(role: str, **extra: object) -> dict:
         "timezone": "Europe/Brussels",
         **extra,
     }
-
-
-@pytest.fixture
-def world(db):
-    return make_world(db)
 
 
 @pytest.fixture
@@ -57,22 +49,13 @@ def test_admin_creates_a_coordinator_who_activates_with_the_code(client, db, wor
     code = created["activation_code"]
     assert code
 
-    activated = client.post(
-        "/api/v1/auth/activate", json={"activation_code": code, "password": PASSWORD}
-    )
+    activated = activate_with_code(client, code)
     assert activated.status_code == 200
     assert activated.get_json()["user"]["id"] == created["id"]
-    reused = client.post(
-        "/api/v1/auth/activate", json={"activation_code": code, "password": PASSWORD}
-    )
-    assert_problem(reused, 401)
+    assert_problem(activate_with_code(client, code), 401)
 
-    event = db.scalars(
-        select(AuditEvent).where(
-            AuditEvent.action == "user.create", AuditEvent.entity_id == created["id"]
-        )
-    )
-    assert event.one().actor_id == world.admin.id
+    (event,) = audit_events(db, "user.create", created["id"])
+    assert event.actor_id == world.admin.id
 
 
 def test_admin_creates_a_nurse(client, world, admin_headers):
@@ -210,7 +193,7 @@ def test_coordinator_may_not_create_a_monitor(client, db, world):
 
 @pytest.mark.parametrize("who", ["nurse_a", "monitor", "patient"])
 def test_nurses_monitors_and_patients_may_not_create_accounts(client, db, world, who):
-    user = world.patient_a.user if who == "patient" else getattr(world, who)
+    user = user_of(world, who)
     headers = headers_for(client, user)
     before = count(db, User)
     body = new_user("nurse", site_ids=[str(world.site_a.id)])
@@ -220,7 +203,7 @@ def test_nurses_monitors_and_patients_may_not_create_accounts(client, db, world,
 
 @pytest.mark.parametrize("who", ["nurse_a", "monitor", "patient"])
 def test_nurses_monitors_and_patients_may_not_list_or_read_accounts(client, world, who):
-    user = world.patient_a.user if who == "patient" else getattr(world, who)
+    user = user_of(world, who)
     headers = headers_for(client, user)
     assert_problem(client.get(USERS, headers=headers), 403)
     assert_problem(client.get(f"{USERS}/{user.id}", headers=headers), 403)

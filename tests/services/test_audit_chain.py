@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import Result
 from flask import Flask
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from scheduling import housekeeping
@@ -23,6 +23,7 @@ from services import audit, studies
 from services.actor import Actor, Role
 from services.errors import Conflict
 from services.models import AuditChainHead, AuditEvent, AuditSeal
+from tests.checks import count
 from tests.factories import ADMIN, make_participant, make_site, make_study, make_world
 
 ACTOR = Actor(user_id=uuid.uuid4(), role=Role.COORDINATOR, request_id="req-chain")
@@ -43,8 +44,11 @@ def verify_cli(app: Flask) -> Result:
     return app.test_cli_runner().invoke(args=["audit", "verify"])
 
 
-def count(db: Session, model: type) -> int:
-    return db.scalar(select(func.count()).select_from(model)) or 0
+def failed_verify(app: Flask) -> str:
+    """The report of `audit verify` on a broken trail, which must exit with 1."""
+    result = verify_cli(app)
+    assert result.exit_code == 1, result.output
+    return result.output
 
 
 @pytest.fixture
@@ -124,10 +128,9 @@ def test_verify_names_an_edited_event(app, tamperable):
         {"c": second.chain},
     )
 
-    result = verify_cli(app)
-    assert result.exit_code == 1
-    assert f"event {second.id} (chain {second.chain}, seq 2)" in result.output
-    assert "the event was edited" in result.output
+    report = failed_verify(app)
+    assert f"event {second.id} (chain {second.chain}, seq 2)" in report
+    assert "the event was edited" in report
 
 
 def test_verify_names_the_gap_left_by_a_deleted_event(app, tamperable):
@@ -136,10 +139,9 @@ def test_verify_names_the_gap_left_by_a_deleted_event(app, tamperable):
 
     db.execute(text("DELETE FROM audit_events WHERE chain = :c AND seq = 2"), {"c": second.chain})
 
-    result = verify_cli(app)
-    assert result.exit_code == 1
-    assert f"event {third.id} (chain {third.chain}, seq 3)" in result.output
-    assert "expected seq 2: an event is missing" in result.output
+    report = failed_verify(app)
+    assert f"event {third.id} (chain {third.chain}, seq 3)" in report
+    assert "expected seq 2: an event is missing" in report
 
 
 def test_verify_detects_a_deleted_last_event_through_the_chain_head(app, tamperable):
@@ -148,9 +150,8 @@ def test_verify_detects_a_deleted_last_event_through_the_chain_head(app, tampera
 
     db.execute(text("DELETE FROM audit_events WHERE chain = :c AND seq = 3"), {"c": third.chain})
 
-    result = verify_cli(app)
-    assert result.exit_code == 1
-    assert f"chain {third.chain}: events up to the recorded head are missing" in result.output
+    report = failed_verify(app)
+    assert f"chain {third.chain}: events up to the recorded head are missing" in report
 
 
 def test_verify_detects_a_deleted_chain_through_the_seal(app, tamperable):
@@ -163,9 +164,8 @@ def test_verify_detects_a_deleted_chain_through_the_seal(app, tamperable):
     db.execute(text("DELETE FROM audit_events WHERE chain = :c"), {"c": first.chain})
     db.execute(text("DELETE FROM audit_chain_heads WHERE chain = :c"), {"c": first.chain})
 
-    result = verify_cli(app)
-    assert result.exit_code == 1
-    assert f"chain {first.chain}: sealed events are missing" in result.output
+    report = failed_verify(app)
+    assert f"chain {first.chain}: sealed events are missing" in report
 
 
 def test_verify_detects_a_rewritten_chain_through_the_seal(app, tamperable):
@@ -185,10 +185,9 @@ def test_verify_detects_a_rewritten_chain_through_the_seal(app, tamperable):
         sa.update(AuditChainHead).where(AuditChainHead.chain == third.chain).values(hash=forged)
     )
 
-    result = verify_cli(app)
-    assert result.exit_code == 1
-    assert f"event {third.id} (chain {third.chain}, seq 3)" in result.output
-    assert "the chain was rewritten" in result.output
+    report = failed_verify(app)
+    assert f"event {third.id} (chain {third.chain}, seq 3)" in report
+    assert "the chain was rewritten" in report
 
 
 def test_a_failed_service_call_leaves_no_audit_event(db):

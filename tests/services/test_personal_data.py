@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from services import crypto
 from services.db import Base
 from services.models import User
-from tests.factories import PASSWORD, headers_for, make_world
+from tests.factories import PASSWORD, activate_with_code, headers_for, make_world
 
 
 @dataclass
@@ -88,10 +88,7 @@ def people(client, db) -> dict[str, Person]:
         f"/api/v1/participants/{participant_id}", json=NEW_CONTACT, headers=coordinator
     )
     assert changed.status_code == 200
-    activated = client.post(
-        "/api/v1/auth/activate",
-        json={"activation_code": email_less.get_json()["activation_code"], "password": PASSWORD},
-    )
+    activated = activate_with_code(client, email_less.get_json()["activation_code"])
     assert activated.status_code == 200
     return {
         "patient": Person(participant_id, PATIENT_SECRETS + NEW_CONTACT_SECRETS),
