@@ -6,6 +6,7 @@ import os
 
 from alembic import context
 
+import consent.models  # noqa: F401 - registers the eConsent tables
 import services.models  # noqa: F401 - registers every table on Base.metadata
 from services.db import Base, make_engine
 

@@ -13,7 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, make_url, select, text
 
-import services.models  # noqa: F401 - registers every table on Base.metadata
+import consent.models  # noqa: F401 - registers the eConsent tables on Base.metadata
+import services.models  # noqa: F401 - registers every other table
 from api.cli import alembic_config
 from services.db import Base, make_engine
 from services.models import AuditEvent, User
@@ -101,6 +102,7 @@ def test_postgresql_migration_installs_the_append_only_trigger(fresh_url, fresh_
         assert conn.scalars(query).all() == [
             "audit_events_append_only",
             "audit_seals_append_only",
+            "consent_signatures_append_only",
         ]
     command.downgrade(alembic_config(fresh_url), "base")
     with fresh_engine.connect() as conn:

@@ -2,7 +2,7 @@
 
 from services.models.audit import AuditChainHead, AuditEvent, AuditSeal
 from services.models.identity import ActivationCode, AuthSession, RefreshToken
-from services.models.participant import Participant, ParticipantStatus
+from services.models.participant import ConsentState, Participant, ParticipantStatus
 from services.models.study import Site, Study
 from services.models.user import User, user_sites, user_studies
 
@@ -12,6 +12,7 @@ __all__ = [
     "AuditEvent",
     "AuditSeal",
     "AuthSession",
+    "ConsentState",
     "Participant",
     "ParticipantStatus",
     "RefreshToken",

@@ -15,6 +15,17 @@ from services.models.study import Site, Study
 from services.models.user import User
 
 
+class ConsentState(StrEnum):
+    """The participant's consent as other capabilities need it, kept by `consent/`:
+    visits, ePRO and uploads check this, not the consent records themselves."""
+
+    NONE = "none"
+    PENDING = "pending"
+    COMPLETE = "complete"
+    REQUIRES_RECONSENT = "requires_reconsent"
+    WITHDRAWN = "withdrawn"
+
+
 class ParticipantStatus(StrEnum):
     SCREENING = "screening"
     CONSENTED = "consented"
@@ -24,6 +35,7 @@ class ParticipantStatus(StrEnum):
 
 
 _STATUS_VALUES = tuple(status.value for status in ParticipantStatus)
+_CONSENT_VALUES = tuple(state.value for state in ConsentState)
 
 
 class Participant(Base):
@@ -37,6 +49,7 @@ class Participant(Base):
     __table_args__ = (
         UniqueConstraint("study_id", "subject_code"),
         CheckConstraint(f"status IN {_STATUS_VALUES!r}", name="status"),
+        CheckConstraint(f"consent_state IN {_CONSENT_VALUES!r}", name="consent_state"),
     )
 
     id: Mapped[uuid_pk]
@@ -45,6 +58,9 @@ class Participant(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), unique=True)
     subject_code: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=ParticipantStatus.SCREENING.value)
+    consent_state: Mapped[str] = mapped_column(String(24), default=ConsentState.NONE.value)
+    contact_allowed: Mapped[bool] = mapped_column(default=True)
+    baseline_date: Mapped[dt.date | None]
     address: Mapped[str | None] = mapped_column(EncryptedText("participants.address"))
     date_of_birth: Mapped[dt.date | None] = mapped_column(
         EncryptedDate("participants.date_of_birth")
