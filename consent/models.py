@@ -77,7 +77,7 @@ class ConsentDiscussion(Base):
     """The consent interview with the investigating team, required before signing."""
 
     __tablename__ = "consent_discussions"
-    __table_args__ = (CheckConstraint("mode IN ('in_person', 'video')", name="mode"),)
+    __table_args__ = (CheckConstraint("mode IN ('in_person', 'video', 'phone')", name="mode"),)
 
     id: Mapped[uuid_pk]
     participant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), index=True)

@@ -71,7 +71,8 @@ def decrypt(token: str, purpose: str) -> str:
 
 
 def blind_index(value: str, purpose: str) -> str:
-    """Keyed hash for equality look-ups (log-in by phone, inbound SMS) without plaintext."""
+    """Keyed hash for equality look-ups (log-in by phone, inbound SMS) without plaintext,
+    and for seals over records (signatures) that only this service can recompute."""
     if _Keys.index_key is None:
         raise RuntimeError("encryption keys are not configured")
     message = f"{purpose}\x00{value}".encode()

@@ -15,6 +15,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from consent import discussions, documents, signing
+from consent.models import Consent, ConsentDocument, ConsentSignature, SignerRole
 from services import identity, people, studies
 from services.actor import Actor, Role
 from services.models import Participant, Site, Study, User
@@ -186,3 +188,110 @@ def make_world(db: Session) -> World:
 
 def random_id() -> str:
     return str(uuid.uuid4())
+
+
+# --- eConsent ---------------------------------------------------------------------
+
+CONSENT_BODY = "## Why this study\n\nWe study home monitoring.\n\n## Risks\n\nFew."
+
+
+def make_consent_document(
+    db: Session,
+    study: Study,
+    *,
+    language: str = "nl",
+    approved: bool = True,
+    signer_roles: tuple[str, ...] = ("participant", "investigator"),
+    clauses: tuple[str, ...] = ("future_research",),
+    quiz: bool = False,
+    requires_reconsent: bool = False,
+    effective_from: dt.date | None = None,
+) -> ConsentDocument:
+    """A consent document through the service, approved (effective today) by default."""
+    document = documents.create_draft(
+        db,
+        ADMIN,
+        study.id,
+        documents.DraftContent(
+            language=language,
+            title=f"Informed consent ({language})",
+            body_markdown=CONSENT_BODY,
+            signer_roles=list(signer_roles),
+            optional_clauses=[{"code": c, "text": f"I agree to {c}"} for c in clauses],
+            quiz=[
+                {"question": "Can you stop at any time?", "options": ["yes", "no"], "answer": "yes"}
+            ]
+            if quiz
+            else [],
+            quiz_pass_mark=1 if quiz else None,
+        ),
+    )
+    if approved:
+        today = dt.date.today()
+        documents.approve(
+            db,
+            ADMIN,
+            document.id,
+            documents.Approval(
+                ethics_reference=f"EC-{_n()}",
+                approved_on=today,
+                effective_from=effective_from or today,
+                requires_reconsent=requires_reconsent,
+            ),
+            today,
+        )
+    return document
+
+
+def record_discussion(db: Session, patient: Patient, coordinator: User, **extra: object) -> None:
+    discussions.record(
+        db,
+        people.actor_for(db, coordinator, "factory"),
+        patient.participant.id,
+        discussions.Discussion(
+            mode="in_person",
+            held_at=dt.datetime.now(dt.UTC),
+            **extra,  # type: ignore[arg-type]
+        ),
+    )
+
+
+def sign_as(
+    db: Session,
+    signer: User,
+    patient: Patient,
+    document: ConsentDocument,
+    role: str,
+    *,
+    full_name: str | None = None,
+) -> ConsentSignature:
+    """Sign through the service, re-authenticating with the factory password."""
+    return signing.sign(
+        db,
+        people.actor_for(db, signer, "factory"),
+        document.id,
+        signing.SignatureRequest(
+            participant_id=patient.participant.id,
+            role=SignerRole(role),
+            full_name=full_name or signer.full_name,
+            password=PASSWORD,
+            document_sha256=document.content_sha256,
+            clause_choices={c["code"]: True for c in document.optional_clauses}
+            if role in ("participant", "legally_authorised_representative")
+            else {},
+            quiz_answers=[q["answer"] for q in document.quiz],
+        ),
+        signing.ClientInfo(address="127.0.0.1", user_agent="factory"),
+    )
+
+
+def make_complete_consent(
+    db: Session, patient: Patient, coordinator: User, document: ConsentDocument
+) -> Consent:
+    """Discussion, participant signature, investigator countersignature: complete."""
+    record_discussion(db, patient, coordinator)
+    sign_as(db, patient.user, patient, document, "participant")
+    signature = sign_as(db, coordinator, patient, document, "investigator")
+    consent = db.get(Consent, signature.consent_id)
+    assert consent is not None and consent.status == "complete"
+    return consent

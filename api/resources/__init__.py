@@ -1,6 +1,17 @@
 """One blueprint per resource; adding a resource is one line here."""
 
-from api.resources import audit, auth, health, me, participants, studies, users
+from api.resources import (
+    audit,
+    auth,
+    consent_documents,
+    consent_signatures,
+    consents,
+    health,
+    me,
+    participants,
+    studies,
+    users,
+)
 
 BLUEPRINTS = (
     health.blp,
@@ -9,5 +20,8 @@ BLUEPRINTS = (
     studies.blp,
     users.blp,
     participants.blp,
+    consent_documents.blp,
+    consent_signatures.blp,
+    consents.blp,
     audit.blp,
 )

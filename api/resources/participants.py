@@ -38,6 +38,11 @@ class ParticipantSchema(EntitySchema):
     site_id = ma.fields.UUID()
     subject_code = ma.fields.String()
     status = ma.fields.String()
+    consent_state = ma.fields.String(
+        metadata={"description": "none, pending, complete, requires_reconsent or withdrawn"}
+    )
+    contact_allowed = ma.fields.Boolean()
+    baseline_date = ma.fields.Date(allow_none=True)
     locale = ma.fields.String(attribute="user.locale")
     timezone = ma.fields.String(attribute="user.timezone")
     full_name = ma.fields.String(attribute="user.full_name")

@@ -77,7 +77,7 @@ def upgrade() -> None:
         sa.Column("recorded_by", sa.Uuid(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
-            "mode IN ('in_person', 'video')", name=op.f("ck_consent_discussions_mode")
+            "mode IN ('in_person', 'video', 'phone')", name=op.f("ck_consent_discussions_mode")
         ),
         sa.ForeignKeyConstraint(
             ["participant_id"],

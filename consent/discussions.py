@@ -1,0 +1,92 @@
+"""The consent discussion: recorded by the study team before anyone may sign."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consent.models import ConsentDiscussion
+from services import audit
+from services.access import get_visible, require_role, visible_participants
+from services.actor import Actor, Role
+from services.db import utcnow
+from services.errors import Conflict, Invalid
+from services.models import Participant, Site
+from services.people import participant_subject
+from services.validation import person_name
+
+# Belgian eICF guidance: the information interview is held in person or by video.
+NO_PHONE_COUNTRIES = frozenset({"BE"})
+
+
+@dataclass(frozen=True)
+class Discussion:
+    mode: str
+    held_at: dt.datetime
+    notes: str | None = None
+    participant_can_read: bool = True
+    lar_name: str | None = None
+    witness_name: str | None = None
+
+
+def record(
+    session: Session, actor: Actor, participant_id: uuid.UUID, data: Discussion
+) -> ConsentDiscussion:
+    require_role(actor, Role.COORDINATOR)
+    participant = get_visible(session, visible_participants(actor), participant_id, "participant")
+    site = session.get(Site, participant.site_id)
+    if data.mode == "phone" and site.country in NO_PHONE_COUNTRIES:
+        raise Conflict(
+            f"sites in {site.country} hold the consent discussion in person or by video, "
+            "not by phone"
+        )
+    if data.held_at > utcnow() + dt.timedelta(minutes=5):
+        raise Invalid("held_at", errors={"held_at": ["a discussion cannot be in the future"]})
+    if not data.participant_can_read and not data.witness_name:
+        raise Invalid(
+            "witness needed",
+            errors={"witness_name": ["a participant who cannot read needs an impartial witness"]},
+        )
+    discussion = ConsentDiscussion(
+        id=uuid.uuid4(),
+        participant_id=participant.id,
+        mode=data.mode,
+        held_at=data.held_at,
+        notes=data.notes,
+        participant_can_read=data.participant_can_read,
+        lar_name=person_name(data.lar_name, field="lar_name") if data.lar_name else None,
+        witness_name=(
+            person_name(data.witness_name, field="witness_name") if data.witness_name else None
+        ),
+        recorded_by=actor.user_id,
+    )
+    session.add(discussion)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "consent.discussion",
+        entity_type="consent_discussion",
+        entity_id=discussion.id,
+        subject=participant_subject(participant),
+        after={
+            "mode": data.mode,
+            "held_at": data.held_at.isoformat(),
+            "participant_can_read": data.participant_can_read,
+            "with_lar": data.lar_name is not None,
+            "with_witness": data.witness_name is not None,
+        },
+    )
+    return discussion
+
+
+def latest(session: Session, participant: Participant) -> ConsentDiscussion | None:
+    return session.scalars(
+        select(ConsentDiscussion)
+        .where(ConsentDiscussion.participant_id == participant.id)
+        .order_by(ConsentDiscussion.held_at.desc(), ConsentDiscussion.created_at.desc())
+    ).first()

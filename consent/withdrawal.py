@@ -1,0 +1,113 @@
+"""Withdrawal of consent (ICH E6 4.8.10(m), EU CTR Art. 28(3)): at any time, without
+giving a reason to the sponsor, never deleting what was collected before."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from consent.models import Consent, ConsentStatus
+from consent.records import get_consent
+from services import audit, passwords
+from services.access import require_role
+from services.actor import Actor, Role
+from services.db import utcnow
+from services.errors import Conflict, Invalid, Unauthenticated
+from services.models import ConsentState, Participant, ParticipantStatus, User
+from services.people import participant_subject
+
+WITHDRAWABLE = (
+    ConsentStatus.COMPLETE,
+    ConsentStatus.PENDING_COUNTERSIGN,
+    ConsentStatus.REQUIRES_RECONSENT,
+)
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    scope: str  # "all", "contact" or "clause:<code>"
+    reason: str | None = None
+    password: str | None = None
+
+
+def withdraw(session: Session, actor: Actor, consent_id: uuid.UUID, request: Withdrawal) -> Consent:
+    require_role(actor, Role.PATIENT, Role.COORDINATOR)
+    consent = get_consent(session, actor, consent_id)
+    participant = session.get(Participant, consent.participant_id)
+    if actor.role == Role.PATIENT:
+        user = session.get(User, actor.user_id)
+        if not passwords.verify_password(user.password_hash, request.password or ""):
+            audit.record(
+                session,
+                actor,
+                "consent.withdraw_reauth_failed",
+                entity_type="consent",
+                entity_id=consent.id,
+                subject=participant_subject(participant),
+            )
+            raise Unauthenticated("the password is wrong: re-enter your password to withdraw")
+    elif not (request.reason or "").strip():
+        raise Invalid(
+            "reason", errors={"reason": ["say how the participant expressed the withdrawal"]}
+        )
+    if consent.status not in WITHDRAWABLE:
+        raise Conflict(f"a {consent.status} consent cannot be withdrawn")
+    now = utcnow()
+    before = {
+        "status": consent.status,
+        "withdrawn_clauses": dict(consent.withdrawn_clauses),
+        "contact_allowed": participant.contact_allowed,
+    }
+    if request.scope == "all":
+        _withdraw_all(consent, participant, request, now)
+    elif request.scope == "contact":
+        if consent.contact_withdrawn_at:
+            raise Conflict("contact was already withdrawn")
+        consent.contact_withdrawn_at = now
+        participant.contact_allowed = False
+    elif request.scope.startswith("clause:"):
+        _withdraw_clause(consent, request.scope.removeprefix("clause:"), now)
+    else:
+        raise Invalid("scope", errors={"scope": ["use all, contact or clause:<code>"]})
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "consent.withdraw",
+        entity_type="consent",
+        entity_id=consent.id,
+        subject=participant_subject(participant),
+        before=before,
+        after={
+            "scope": request.scope,
+            "status": consent.status,
+            "withdrawn_clauses": dict(consent.withdrawn_clauses),
+            "contact_allowed": participant.contact_allowed,
+            "participant_status": participant.status,
+        },
+        reason=request.reason,
+    )
+    return consent
+
+
+def _withdraw_all(
+    consent: Consent, participant: Participant, request: Withdrawal, now: dt.datetime
+) -> None:
+    consent.status = ConsentStatus.WITHDRAWN.value
+    consent.withdrawn_at = now
+    consent.withdrawal_reason = request.reason
+    participant.status = ParticipantStatus.WITHDRAWN.value
+    participant.consent_state = ConsentState.WITHDRAWN.value
+
+
+def _withdraw_clause(consent: Consent, code: str, now: dt.datetime) -> None:
+    if code not in consent.clause_choices:
+        raise Invalid("clause", errors={"scope": [f"this consent has no clause {code!r}"]})
+    if not consent.clause_choices[code]:
+        raise Conflict(f"clause {code!r} was not agreed to, so there is nothing to withdraw")
+    if code in consent.withdrawn_clauses:
+        raise Conflict(f"clause {code!r} was already withdrawn")
+    consent.withdrawn_clauses = {**consent.withdrawn_clauses, code: now.isoformat()}
