@@ -13,6 +13,7 @@ from flask.cli import AppGroup
 from werkzeug.serving import run_simple
 
 from api.db import database
+from consent import demo as consent_demo
 from services import audit, bootstrap, demo
 from services.actor import Role
 from services.errors import DomainError
@@ -100,6 +101,7 @@ def demo_seed() -> None:
     """Create the demo study, sites and accounts (idempotent) and print the log-ins."""
     with database().sessions() as session:
         logins = demo.seed(session)
+        consent_demo.seed(session)
         session.commit()
     click.echo(f"\nDemo log-ins (password for all: {demo.DEMO_PASSWORD})")
     for role, identifier in logins:

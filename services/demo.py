@@ -95,7 +95,7 @@ def seed(session: Session) -> list[tuple[str, str]]:
         studies.NewStudy(
             STUDY_CODE,
             "Home monitoring in heart failure (demo)",
-            ["nl", "fr", "en"],
+            ["nl", "fr", "de", "en"],
             "Europe/Brussels",
         ),
     )
