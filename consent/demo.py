@@ -13,6 +13,7 @@ from consent import discussions, documents, signing
 from consent.models import ConsentDocument, SignerRole
 from services import enrolment, people
 from services.actor import Actor
+from services.clock import today_in
 from services.demo import ADMIN_EMAIL, DEMO_PASSWORD, STUDY_CODE
 from services.models import Participant, Study, User
 
@@ -50,7 +51,7 @@ def seed(session: Session) -> None:
     if session.scalars(select(ConsentDocument).where(ConsentDocument.study_id == study.id)).first():
         return
     admin = _actor(session, ADMIN_EMAIL)
-    today = dt.date.today()
+    today = today_in(study.default_timezone)
     by_language = {}
     for language, texts in TEXTS.items():
         draft = documents.create_draft(
