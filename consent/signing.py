@@ -31,8 +31,8 @@ from consent.models import (
 )
 from services import audit, crypto, passwords
 from services.access import get_visible, visible_participants
-from services.clock import today_in
 from services.actor import Actor, Role
+from services.clock import today_in
 from services.errors import Conflict, Forbidden, Invalid, Unauthenticated
 from services.models import ConsentState, Participant, ParticipantStatus, User
 from services.people import participant_subject
