@@ -48,6 +48,12 @@ MEANINGS = {
 FIRST_SIGNERS = (SignerRole.PARTICIPANT, SignerRole.LAR)
 
 
+class QuizFailed(Conflict):
+    """The refused signature leaves nothing behind but the failed attempt's audit event."""
+
+    keep_changes = True
+
+
 @dataclass(frozen=True)
 class SignatureRequest:
     participant_id: uuid.UUID
@@ -186,7 +192,7 @@ def _check_quiz(
             subject=participant_subject(participant),
             after={"correct": correct, "pass_mark": document.quiz_pass_mark},
         )
-        raise Conflict(
+        raise QuizFailed(
             f"the comprehension quiz was not passed ({correct} of {len(document.quiz)} correct, "
             f"{document.quiz_pass_mark} needed): go through the information again with the "
             "study team"
