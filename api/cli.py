@@ -112,9 +112,12 @@ def demo_seed() -> None:
 @scheduler_cli.command("run")
 def scheduler_run() -> None:
     """Run the scheduler in the foreground: production runs this as its own process."""
+    from consent.jobs import CONSENT_JOBS
     from scheduling.runner import build_scheduler
 
-    scheduler = build_scheduler(database().sessions, current_app.config, blocking=True)
+    scheduler = build_scheduler(
+        database().sessions, current_app.config, blocking=True, extra_jobs=CONSENT_JOBS
+    )
     click.echo("scheduler running; Ctrl+C to stop")
     scheduler.start()
 
@@ -124,9 +127,12 @@ def scheduler_run() -> None:
 @click.option("--port", default=5000, show_default=True)
 def serve(host: str, port: int) -> None:
     """Development server with the scheduler in the same process (`make run`)."""
+    from consent.jobs import CONSENT_JOBS
     from scheduling.runner import build_scheduler
 
-    scheduler = build_scheduler(database().sessions, current_app.config, blocking=False)
+    scheduler = build_scheduler(
+        database().sessions, current_app.config, blocking=False, extra_jobs=CONSENT_JOBS
+    )
     scheduler.start()
     click.echo(f"serving http://{host}:{port} (docs: /api/v1/docs); Ctrl+C stops")
     try:

@@ -29,6 +29,7 @@ from consent.models import (
 from services import audit
 from services.access import get_visible, require_role, visible_studies
 from services.actor import Actor, Role
+from services.clock import today_in
 from services.errors import Conflict, Invalid
 from services.models import ConsentState, Participant, Study
 from services.validation import language_code
@@ -184,7 +185,11 @@ def update_draft(
 
 
 def approve(
-    session: Session, actor: Actor, document_id: uuid.UUID, approval: Approval, today: dt.date
+    session: Session,
+    actor: Actor,
+    document_id: uuid.UUID,
+    approval: Approval,
+    today: dt.date | None = None,
 ) -> ConsentDocument:
     require_role(actor, Role.ADMIN)
     document = get_visible(session, visible_documents(actor), document_id, "consent document")
@@ -214,19 +219,23 @@ def approve(
     return document
 
 
-def apply_effective_versions(session: Session, actor: Actor, today: dt.date) -> int:
+def apply_effective_versions(session: Session, actor: Actor, today: dt.date | None = None) -> int:
     """Supersede every approved version that a newer effective one replaces, and flag
-    re-consent. Runs on approval and daily (a version may become effective later)."""
+    re-consent. Runs on approval and hourly (a version may become effective later).
+    "Today" is the study's calendar day unless a test or back-fill passes one."""
     superseded = 0
-    effective = (
-        select(ConsentDocument)
-        .where(
-            ConsentDocument.status == DocumentStatus.APPROVED.value,
-            ConsentDocument.effective_from <= today,
-        )
+    approved = (
+        select(ConsentDocument, Study.default_timezone)
+        .join(Study, Study.id == ConsentDocument.study_id)
+        .where(ConsentDocument.status == DocumentStatus.APPROVED.value)
         .order_by(ConsentDocument.version)
     )
-    for newer in session.scalars(effective).all():
+    effective = [
+        document
+        for document, zone in session.execute(approved).all()
+        if document.effective_from <= (today or today_in(zone))
+    ]
+    for newer in effective:
         older = session.scalars(
             select(ConsentDocument).where(
                 ConsentDocument.study_id == newer.study_id,
@@ -304,8 +313,12 @@ def visible_documents(actor: Actor) -> Select[tuple[ConsentDocument]]:
     )
 
 
-def current_document(session: Session, participant: Participant, today: dt.date) -> ConsentDocument:
-    """The version this participant must sign: approved, effective, in their language."""
+def current_document(
+    session: Session, participant: Participant, today: dt.date | None = None
+) -> ConsentDocument:
+    """The version this participant must sign: approved, effective (on the study's
+    calendar day), in their language."""
+    today = today or today_in(participant.study.default_timezone)
     language = participant.user.locale
     document = session.scalars(
         select(ConsentDocument)

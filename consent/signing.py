@@ -32,7 +32,6 @@ from consent.models import (
 from services import audit, crypto, passwords
 from services.access import get_visible, visible_participants
 from services.actor import Actor, Role
-from services.clock import today_in
 from services.errors import Conflict, Forbidden, Invalid, Unauthenticated
 from services.models import ConsentState, Participant, ParticipantStatus, User
 from services.people import participant_subject
@@ -154,7 +153,7 @@ def _check_document(
         raise Conflict("this version is a draft: only an approved version can be signed")
     if document.status == DocumentStatus.SUPERSEDED:
         raise Conflict("this version was superseded: sign the current version")
-    current = current_document(session, participant, today_in(participant.study.default_timezone))
+    current = current_document(session, participant)
     if current.id != document.id:
         raise Conflict(
             f"version {document.version} ({document.language}) is not the current version "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -56,12 +56,17 @@ def job_specs(settings: dict) -> list[JobSpec]:
 
 
 def build_scheduler(
-    sessions: sessionmaker[Session], settings: dict, *, blocking: bool
+    sessions: sessionmaker[Session],
+    settings: dict,
+    *,
+    blocking: bool,
+    extra_jobs: Sequence[JobSpec] = (),
 ) -> BaseScheduler:
+    """`extra_jobs` come from packages scheduling does not import (consent's, via the CLI)."""
     scheduler: BaseScheduler = (
         BlockingScheduler(timezone="UTC") if blocking else BackgroundScheduler(timezone="UTC")
     )
-    for spec in job_specs(settings):
+    for spec in [*job_specs(settings), *extra_jobs]:
         scheduler.add_job(
             run_job,
             "interval",
