@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g
+from flask import Flask, Response, current_app, g
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -104,3 +104,13 @@ def current_actor(*, refresh: bool = False) -> Actor:
     g.actor = people.actor_for(db_session(), user, g.get("request_id"))
     g.user_id = str(user.id)
     return g.actor
+
+
+def auth_policy() -> identity.AuthPolicy:
+    """Lockout and token timings from configuration, for log-in and re-authentication."""
+    settings = current_app.config
+    return identity.AuthPolicy(
+        refresh_ttl=dt.timedelta(days=settings["DCT_REFRESH_TOKEN_DAYS"]),
+        max_failed_logins=settings["DCT_MAX_FAILED_LOGINS"],
+        lockout=dt.timedelta(minutes=settings["DCT_LOCKOUT_MINUTES"]),
+    )

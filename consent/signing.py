@@ -29,10 +29,11 @@ from consent.models import (
     DocumentStatus,
     SignerRole,
 )
-from services import audit, crypto, passwords
+from services import audit, crypto, identity
 from services.access import get_visible, visible_participants
 from services.actor import Actor, Role
 from services.errors import Conflict, Forbidden, Invalid, Unauthenticated
+from services.identity import AuthPolicy
 from services.models import ConsentState, Participant, ParticipantStatus, User
 from services.people import participant_subject
 
@@ -131,19 +132,20 @@ def _signer_may_act(actor: Actor, role: SignerRole) -> None:
 
 
 def _reauthenticate(
-    session: Session, actor: Actor, user: User, password: str, participant: Participant
-) -> None:
-    if passwords.verify_password(user.password_hash, password):
-        return
-    audit.record(
-        session,
-        actor,
-        "consent.signature_reauth_failed",
-        entity_type="participant",
-        entity_id=participant.id,
-        subject=participant_subject(participant),
-    )
-    raise Unauthenticated("the password is wrong: re-enter your own password to sign")
+    session: Session, actor: Actor, policy: AuthPolicy, password: str, participant: Participant
+) -> User:
+    try:
+        return identity.reauthenticate(session, actor, policy, password, purpose="sign")
+    except Unauthenticated:
+        audit.record(
+            session,
+            actor,
+            "consent.signature_reauth_failed",
+            entity_type="participant",
+            entity_id=participant.id,
+            subject=participant_subject(participant),
+        )
+        raise
 
 
 def _check_document(
@@ -253,6 +255,7 @@ def sign(
     document_id: uuid.UUID,
     request: SignatureRequest,
     client: ClientInfo,
+    policy: AuthPolicy | None = None,
 ) -> ConsentSignature:
     _signer_may_act(actor, request.role)
     participant = get_visible(
@@ -261,8 +264,7 @@ def sign(
     document = get_visible(session, visible_documents(actor), document_id, "consent document")
     if participant.status == ParticipantStatus.WITHDRAWN:
         raise Conflict("this participant has withdrawn from the study")
-    signer = session.get(User, actor.user_id)
-    _reauthenticate(session, actor, signer, request.password, participant)
+    signer = _reauthenticate(session, actor, policy or AuthPolicy(), request.password, participant)
     _check_document(session, document, participant, request.document_sha256)
     discussion = discussions.latest(session, participant)
     if discussion is None:

@@ -108,13 +108,18 @@ def login(
 
 
 def _count_failure(
-    session: Session, actor: Actor, policy: AuthPolicy, user: User, now: dt.datetime
+    session: Session,
+    actor: Actor,
+    policy: AuthPolicy,
+    user: User,
+    now: dt.datetime,
+    action: str = "auth.login_failed",
 ) -> None:
     user.failed_logins += 1
     audit.record(
         session,
         _as_user(actor, user),
-        "auth.login_failed",
+        action,
         entity_type="user",
         entity_id=user.id,
         subject=_subject(user),
@@ -251,3 +256,24 @@ def activate(
         subject=audit.Subject(participant_id=participant_id, user_id=user.id),
     )
     return _open_session(session, policy, user)
+
+
+def reauthenticate(
+    session: Session, actor: Actor, policy: AuthPolicy, password: str, *, purpose: str
+) -> User:
+    """Re-establish the signer's identity (21 CFR 11.200: the token's identity plus the
+    password). Failures count towards the log-in lockout, so a stolen token cannot be
+    used to guess the password here instead."""
+    user = session.get(User, actor.user_id)
+    now = utcnow()
+    if user.locked_until and user.locked_until > now:
+        retry = int((user.locked_until - now).total_seconds()) + 1
+        raise TooManyAttempts(
+            "this account is locked after repeated failed passwords; try again later",
+            retry_after_seconds=retry,
+        )
+    if not passwords.verify_password(user.password_hash, password):
+        _count_failure(session, actor, policy, user, now, action="auth.reauth_failed")
+        raise Unauthenticated(f"the password is wrong: re-enter your own password to {purpose}")
+    user.failed_logins = 0
+    return user

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -11,7 +10,7 @@ from flask import current_app
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt
 
-from api.auth import current_actor, mint_tokens
+from api.auth import auth_policy, current_actor, mint_tokens
 from api.db import db_session
 from api.limits import login_rate_limited
 from api.openapi import Blueprint, documents_errors, protected
@@ -47,15 +46,6 @@ class TokenPairSchema(ma.Schema):
     user = ma.fields.Nested(UserSchema)
 
 
-def _policy() -> identity.AuthPolicy:
-    settings = current_app.config
-    return identity.AuthPolicy(
-        refresh_ttl=dt.timedelta(days=settings["DCT_REFRESH_TOKEN_DAYS"]),
-        max_failed_logins=settings["DCT_MAX_FAILED_LOGINS"],
-        lockout=dt.timedelta(minutes=settings["DCT_LOCKOUT_MINUTES"]),
-    )
-
-
 def _tokens(grant: identity.Grant) -> dict[str, Any]:
     return mint_tokens(grant, current_app.config["DCT_ACCESS_TOKEN_MINUTES"])
 
@@ -82,7 +72,7 @@ class Login(MethodView):
         grant = identity.login(
             db_session(),
             _anonymous(),
-            _policy(),
+            auth_policy(),
             email=body["email"],
             phone=body["phone"],
             password=body["password"],
@@ -102,7 +92,7 @@ class Activate(MethodView):
         grant = identity.activate(
             db_session(),
             _anonymous(),
-            _policy(),
+            auth_policy(),
             code=body["activation_code"],
             password=body["password"],
         )
@@ -120,7 +110,7 @@ class Refresh(MethodView):
         (every access and refresh token issued from the same log-in).
         """
         actor = current_actor(refresh=True)
-        grant = identity.refresh(db_session(), actor, _policy(), uuid.UUID(get_jwt()["jti"]))
+        grant = identity.refresh(db_session(), actor, auth_policy(), uuid.UUID(get_jwt()["jti"]))
         return _tokens(grant)
 
 

@@ -12,7 +12,7 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Page
 
-from api.auth import current_actor
+from api.auth import auth_policy, current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
@@ -184,6 +184,7 @@ class ConsentSignatures(MethodView):
             document_id,
             signing.SignatureRequest(**body),
             client,
+            auth_policy(),
         )
 
 

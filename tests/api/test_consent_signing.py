@@ -587,3 +587,32 @@ def test_a_tampered_signature_shows_as_not_intact(client, db, world, complete, d
 
     intact = {s["signer_role"]: s["intact"] for s in record["signatures"]}
     assert intact == {"participant": False, "investigator": True}
+
+
+def test_wrong_signing_passwords_lock_the_account_like_failed_log_ins(
+    client, db, world, document, discussed
+):
+    """A stolen access token must not become a way to guess the password."""
+    patient = world.patient_a
+    headers = headers_for(client, patient.user)
+    body = {
+        "participant_id": str(patient.participant.id),
+        "role": "participant",
+        "full_name": patient.user.full_name,
+        "password": "a wrong guess",
+        "document_sha256": document.content_sha256,
+        "clause_choices": {c["code"]: True for c in document.optional_clauses},
+    }
+    url = f"/api/v1/consent-documents/{document.id}/signatures"
+    for _ in range(5):
+        assert_problem(client.post(url, json=body, headers=headers), 401)
+
+    locked = client.post(url, json={**body, "password": PASSWORD}, headers=headers)
+
+    assert_problem(locked, 429)
+    assert locked.headers["Retry-After"]
+    assert audit_events(db, "auth.lockout", patient.user.id)
+    login = client.post(
+        "/api/v1/auth/login", json={"email": patient.user.email, "password": PASSWORD}
+    )
+    assert_problem(login, 429)
