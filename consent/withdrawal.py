@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from consent.models import Consent, ConsentStatus
 from consent.records import get_consent
-from services import audit, passwords
+from services import audit, identity
 from services.access import require_role
 from services.actor import Actor, Role
 from services.db import utcnow
 from services.errors import Conflict, Invalid, Unauthenticated
-from services.models import ConsentState, Participant, ParticipantStatus, User
+from services.identity import AuthPolicy
+from services.models import ConsentState, Participant, ParticipantStatus
 from services.people import participant_subject
 
 WITHDRAWABLE = (
@@ -33,13 +34,23 @@ class Withdrawal:
     password: str | None = None
 
 
-def withdraw(session: Session, actor: Actor, consent_id: uuid.UUID, request: Withdrawal) -> Consent:
+def withdraw(
+    session: Session,
+    actor: Actor,
+    consent_id: uuid.UUID,
+    request: Withdrawal,
+    policy: AuthPolicy | None = None,
+) -> Consent:
     require_role(actor, Role.PATIENT, Role.COORDINATOR)
     consent = get_consent(session, actor, consent_id)
     participant = session.get(Participant, consent.participant_id)
     if actor.role == Role.PATIENT:
-        user = session.get(User, actor.user_id)
-        if not passwords.verify_password(user.password_hash, request.password or ""):
+        # As at signing: failures count towards the log-in lockout.
+        try:
+            identity.reauthenticate(
+                session, actor, policy or AuthPolicy(), request.password or "", purpose="withdraw"
+            )
+        except Unauthenticated:
             audit.record(
                 session,
                 actor,
@@ -48,12 +59,16 @@ def withdraw(session: Session, actor: Actor, consent_id: uuid.UUID, request: Wit
                 entity_id=consent.id,
                 subject=participant_subject(participant),
             )
-            raise Unauthenticated("the password is wrong: re-enter your password to withdraw")
+            raise
     elif not (request.reason or "").strip():
         raise Invalid(
             "reason", errors={"reason": ["say how the participant expressed the withdrawal"]}
         )
-    if consent.status not in WITHDRAWABLE:
+    if consent.status == ConsentStatus.WITHDRAWN and request.scope == "all":
+        raise Conflict("this consent was already withdrawn")
+    # After withdrawing from the study a participant may still stop contact or an
+    # optional use of their data (future research), so those scopes stay open.
+    if consent.status not in (*WITHDRAWABLE, ConsentStatus.WITHDRAWN):
         raise Conflict(f"a {consent.status} consent cannot be withdrawn")
     now = utcnow()
     before = {

@@ -117,7 +117,9 @@ def test_every_answer_and_body_has_a_schema(spec):
     for method, path, operation in operations(spec):
         for status, response in operation["responses"].items():
             if status.startswith("2") and status != "204":
-                assert "schema" in response["content"]["application/json"], (method, path)
+                assert response["content"], (method, path)
+                for media in response["content"].values():  # JSON, or a file (the signed PDF)
+                    assert "schema" in media, (method, path)
         if "requestBody" in operation:
             assert "schema" in operation["requestBody"]["content"]["application/json"]
 
