@@ -7,11 +7,10 @@ rendering is deterministic (reportlab's `invariant` mode: no creation time, no
 random document id), so the stored hash can be re-derived from the record with the
 same reportlab version.
 
-Set in Bitstream Vera, the TrueType family reportlab ships: it covers all of
-Latin-1 and part of Latin Extended-A (Ł ł Š š Ž ž Č č Ć ć Ď ď Đ đ Ğ ğ İ Œ œ Ş ş Ÿ),
-not the rest (ą ę ń ś ź ż ř ő ű ā ...). A character the font lacks is printed
-without its accent (ř as r) and the page says so; the electronic record keeps the
-exact text.
+Set in DejaVu Sans (shipped in `consent/fonts`, free licence beside it): Latin with
+its extensions, Greek and Cyrillic, so the names of European participants print as
+typed. A character the font lacks (CJK, for instance) is printed without its accent
+or as "?", and the page says so; the electronic record keeps the exact text.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-import reportlab
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
@@ -59,12 +57,13 @@ from services.errors import Conflict
 from services.models import Participant
 from services.people import participant_subject
 
-FONT = "Vera"
+FONT = "DejaVuSans"
+FONT_FOLDER = Path(__file__).parent / "fonts"
 _FONT_FILES = {
-    FONT: "Vera.ttf",
-    f"{FONT}-Bold": "VeraBd.ttf",
-    f"{FONT}-Italic": "VeraIt.ttf",
-    f"{FONT}-BoldItalic": "VeraBI.ttf",
+    FONT: "DejaVuSans.ttf",
+    f"{FONT}-Bold": "DejaVuSans-Bold.ttf",
+    f"{FONT}-Italic": "DejaVuSans-Oblique.ttf",
+    f"{FONT}-BoldItalic": "DejaVuSans-BoldOblique.ttf",
 }
 MARGIN = 20 * mm
 ROLE_LABELS = {
@@ -132,9 +131,8 @@ def signed_copy(session: Session, actor: Actor, consent_id: uuid.UUID) -> Signed
 
 @cache
 def _register_fonts() -> None:
-    folder = Path(reportlab.__file__).parent / "fonts"
     for name, file in _FONT_FILES.items():
-        pdfmetrics.registerFont(TTFont(name, str(folder / file)))
+        pdfmetrics.registerFont(TTFont(name, str(FONT_FOLDER / file)))
     pdfmetrics.registerFontFamily(
         FONT,
         normal=FONT,

@@ -108,7 +108,7 @@ def test_the_stored_hash_can_be_re_derived_from_the_record(client, db, world, co
     assert hashlib.sha256(rendered).hexdigest() == response.headers["X-Content-SHA256"]
 
 
-def test_names_with_accents_are_printed(client, db, world, document):
+def test_european_names_print_as_typed(client, db, world, document):
     world.patient_a.user.full_name = "Łukasz Müller-Liège"
     world.coordinator_a.full_name = "Tomáš Dvořák"
     db.flush()
@@ -116,8 +116,19 @@ def test_names_with_accents_are_printed(client, db, world, document):
     response = client.get(pdf_url(consent), headers=headers_for(client, world.coordinator_a))
     content = pdf_text(response.get_data())
     assert "Łukasz Müller-Liège" in content
-    # Vera has no ř: printed without the accent, and the copy says so.
-    assert "Tomáš Dvorák" in content
+    assert "Tomáš Dvořák" in content
+    assert "printed without their accents" not in content
+
+
+def test_a_character_the_font_lacks_is_replaced_and_the_copy_says_so(
+    client, db, world, document
+):
+    world.coordinator_a.full_name = "Wei 李"
+    db.flush()
+    consent = make_complete_consent(db, world.patient_a, world.coordinator_a, document)
+    response = client.get(pdf_url(consent), headers=headers_for(client, world.coordinator_a))
+    content = pdf_text(response.get_data())
+    assert "Wei ?" in content
     assert "printed without their accents" in content
 
 
