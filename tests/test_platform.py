@@ -15,8 +15,8 @@ from tests.checks import PROBLEM_JSON, captured_logs
 from tests.conftest import TEST_JWT_SECRET, TEST_KEY
 from tests.factories import headers_for, make_world
 
-# The "Operations" and "Identity and access" tables of API.md, path parameters as {}.
-# POST /participants/{}/enroll is left out: it needs complete consent (eConsent, a later issue).
+# The "Operations", "Identity and access" and "eConsent" tables of API.md, path
+# parameters as {}.
 CONTRACT = {
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -37,6 +37,17 @@ CONTRACT = {
     ("get", "/api/v1/participants/{}"),
     ("patch", "/api/v1/participants/{}"),
     ("get", "/api/v1/audit"),
+    ("post", "/api/v1/participants/{}/enroll"),
+    # eConsent
+    ("post", "/api/v1/studies/{}/consent-documents"),
+    ("post", "/api/v1/consent-documents/{}/approve"),
+    ("get", "/api/v1/consent-documents/{}"),
+    ("post", "/api/v1/participants/{}/consent-discussions"),
+    ("get", "/api/v1/me/consents"),
+    ("post", "/api/v1/consent-documents/{}/signatures"),
+    ("get", "/api/v1/participants/{}/consents"),
+    ("post", "/api/v1/consents/{}/withdraw"),
+    ("get", "/api/v1/consents/{}/pdf"),
 }
 PUBLIC = {"/healthz", "/readyz", "/api/v1/auth/login", "/api/v1/auth/activate"}
 METHODS = {"get", "post", "put", "patch", "delete"}
