@@ -13,6 +13,7 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
+from api.resources.consent_schemas import ConsentRecordSchema
 from api.resources.schemas import EntitySchema
 from consent import documents, records
 from consent.models import ConsentDocument, DocumentStatus
@@ -132,24 +133,6 @@ class ConsentDocumentSchema(EntitySchema):
         return data
 
 
-class MyConsentRecordSchema(ma.Schema):
-    id = ma.fields.UUID()
-    document_id = ma.fields.UUID()
-    language = ma.fields.String(attribute="document.language")
-    version = ma.fields.Integer(attribute="document.version")
-    status = ma.fields.String(
-        metadata={
-            "description": "pending_countersign, complete, withdrawn, superseded or "
-            "requires_reconsent"
-        }
-    )
-    clause_choices = ma.fields.Dict()
-    withdrawn_clauses = ma.fields.Dict()
-    completed_at = UtcDateTime(allow_none=True)
-    withdrawn_at = UtcDateTime(allow_none=True)
-    created_at = UtcDateTime()
-
-
 class MyConsentsSchema(ma.Schema):
     to_sign = ma.fields.Nested(
         ConsentDocumentSchema,
@@ -159,7 +142,7 @@ class MyConsentsSchema(ma.Schema):
     to_sign_unavailable = ma.fields.String(
         allow_none=True, metadata={"description": "Why there is nothing I can sign, if so"}
     )
-    consents = ma.fields.List(ma.fields.Nested(MyConsentRecordSchema))
+    consents = ma.fields.List(ma.fields.Nested(ConsentRecordSchema))
 
 
 def _content(document: ConsentDocument, changes: dict[str, Any]) -> documents.DraftContent:

@@ -16,12 +16,13 @@ from api.auth import auth_policy, current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
+from api.resources.consent_schemas import ConsentWithSignaturesSchema
 from api.resources.participants import ParticipantSchema
 from api.resources.schemas import EntitySchema, With
 from consent import discussions, records, signing
 from consent.models import Consent, ConsentDiscussion, ConsentSignature, SignerRole
 from services import enrolment
-from services.access import require_role, sees_identity
+from services.access import require_role
 from services.actor import Role
 from services.models import Participant
 
@@ -191,48 +192,6 @@ class ConsentSignatures(MethodView):
 # --- consent records -----------------------------------------------------------------
 
 
-class ParticipantConsentSignatureSchema(EntitySchema):
-    """A signature as listed with its consent; no image (it is in the signed PDF)."""
-
-    id = ma.fields.UUID()
-    signer_role = ma.fields.String()
-    printed_name = ma.fields.String(metadata={"description": "not shown to monitors"})
-    meaning = ma.fields.String()
-    signed_at = UtcDateTime()
-    document_version = ma.fields.Integer()
-    document_sha256 = ma.fields.String()
-    intact = ma.fields.Boolean(
-        metadata={"description": "false when the stored manifestation fails verification"}
-    )
-
-    @ma.post_dump
-    def _pseudonymise(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        if not sees_identity(current_actor()):
-            data.pop("printed_name", None)
-        return data
-
-
-class ParticipantConsentSchema(EntitySchema):
-    id = ma.fields.UUID()
-    participant_id = ma.fields.UUID()
-    document_id = ma.fields.UUID()
-    document_version = ma.fields.Integer(attribute="document.version")
-    document_language = ma.fields.String(attribute="document.language")
-    status = ma.fields.String(
-        metadata={
-            "description": "pending_countersign, complete, withdrawn, superseded or "
-            "requires_reconsent"
-        }
-    )
-    clause_choices = ma.fields.Dict()
-    withdrawn_clauses = ma.fields.Dict()
-    contact_withdrawn_at = UtcDateTime(allow_none=True)
-    completed_at = UtcDateTime(allow_none=True)
-    withdrawn_at = UtcDateTime(allow_none=True)
-    created_at = UtcDateTime()
-    signatures = ma.fields.List(ma.fields.Nested(ParticipantConsentSignatureSchema))
-
-
 def _with_integrity(consent: Consent) -> With:
     """Each signature is verified against the consent that lists it."""
     checked = [
@@ -245,7 +204,7 @@ def _with_integrity(consent: Consent) -> With:
 @blp.route("/participants/<uuid:participant_id>/consents")
 class ParticipantConsents(MethodView):
     @protected(blp, 403, 404)
-    @blp.response(200, ParticipantConsentSchema(many=True))
+    @blp.response(200, ConsentWithSignaturesSchema(many=True))
     @blp.paginate(Page)
     def get(self, participant_id: uuid.UUID) -> list[With]:
         """A participant's consent records with their signatures, oldest first

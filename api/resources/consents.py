@@ -14,6 +14,7 @@ from api.auth import auth_policy, current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
+from api.resources.consent_schemas import ConsentRecordSchema
 from consent import pdf, status, withdrawal
 from consent.models import Consent, ConsentStatus
 from services.models import ConsentState, ParticipantStatus
@@ -50,34 +51,11 @@ class WithdrawalSchema(ma.Schema):
     )
 
 
-class ConsentSchema(ma.Schema):
-    id = ma.fields.UUID()
-    participant_id = ma.fields.UUID()
-    document_id = ma.fields.UUID()
-    document_version = ma.fields.Integer(attribute="document.version")
-    document_language = ma.fields.String(attribute="document.language")
-    status = ma.fields.String(
-        metadata={"description": ", ".join(s.value for s in ConsentStatus)},
-    )
-    clause_choices = ma.fields.Dict()
-    withdrawn_clauses = ma.fields.Dict(
-        metadata={"description": "withdrawn optional clauses: code -> when (UTC, ISO 8601)"}
-    )
-    contact_withdrawn_at = UtcDateTime(allow_none=True)
-    completed_at = UtcDateTime(allow_none=True)
-    withdrawn_at = UtcDateTime(allow_none=True)
-    withdrawal_reason = ma.fields.String(allow_none=True)
-    pdf_sha256 = ma.fields.String(
-        allow_none=True, metadata={"description": "SHA-256 of the signed copy once produced"}
-    )
-    created_at = UtcDateTime()
-
-
 @blp.route("/consents/<uuid:consent_id>/withdraw")
 class ConsentWithdrawal(MethodView):
     @protected(blp, 403, 404, 409, 429)
     @blp.arguments(WithdrawalSchema)
-    @blp.response(200, ConsentSchema)
+    @blp.response(200, ConsentRecordSchema)
     def post(self, body: dict[str, Any], consent_id: uuid.UUID) -> Consent:
         """Withdraw consent, wholly or in part (the patient with their password; a
         coordinator of the site records it with a reason).

@@ -466,7 +466,7 @@ def test_a_signed_consent_is_listed_and_nothing_is_left_to_sign(client, db, worl
     assert body["to_sign_unavailable"] is None
     [record] = body["consents"]
     assert record["id"] == str(consent.id)
-    assert (record["status"], record["document_id"], record["version"]) == (
+    assert (record["status"], record["document_id"], record["document_version"]) == (
         "complete",
         str(document.id),
         1,
