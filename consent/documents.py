@@ -32,6 +32,7 @@ from services.actor import Actor, Role
 from services.clock import today_in
 from services.errors import Conflict, Invalid
 from services.models import ConsentState, Participant, Study
+from services.people import participant_subject
 from services.validation import language_code
 
 FROZEN = "an approved consent document is frozen; draft a new version instead"
@@ -285,11 +286,7 @@ def _require_reconsent(
             "consent.requires_reconsent",
             entity_type="consent",
             entity_id=record.id,
-            subject=audit.Subject(
-                study_id=participant.study_id,
-                site_id=participant.site_id,
-                participant_id=participant.id,
-            ),
+            subject=participant_subject(participant),
             after={
                 "status": record.status,
                 "new_document_id": str(new.id),
@@ -349,11 +346,7 @@ def record_opened(session: Session, actor: Actor, document: ConsentDocument) -> 
         "consent_document.open",
         entity_type="consent_document",
         entity_id=document.id,
-        subject=audit.Subject(
-            study_id=participant.study_id,
-            site_id=participant.site_id,
-            participant_id=participant.id,
-        ),
+        subject=participant_subject(participant),
         after={"version": document.version, "content_sha256": document.content_sha256},
     )
 
