@@ -70,6 +70,7 @@ class Base(DeclarativeBase):
         dt.datetime: UtcDateTime(),
         dict[str, Any]: JSON(),
         list[str]: JSON(),
+        list[str] | None: JSON(),
         list[dict[str, Any]]: JSON(),
         str: String(),
     }

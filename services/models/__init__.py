@@ -5,20 +5,36 @@ from services.models.identity import ActivationCode, AuthSession, RefreshToken
 from services.models.participant import ConsentState, Participant, ParticipantStatus
 from services.models.study import Site, Study
 from services.models.user import User, user_sites, user_studies
+from services.models.visit import (
+    BUSY_STATUSES,
+    Delegation,
+    NurseProfile,
+    NurseTimeOff,
+    Visit,
+    VisitDefinition,
+    VisitStatus,
+)
 
 __all__ = [
+    "BUSY_STATUSES",
     "ActivationCode",
     "AuditChainHead",
     "AuditEvent",
     "AuditSeal",
     "AuthSession",
     "ConsentState",
+    "Delegation",
+    "NurseProfile",
+    "NurseTimeOff",
     "Participant",
     "ParticipantStatus",
     "RefreshToken",
     "Site",
     "Study",
     "User",
+    "Visit",
+    "VisitDefinition",
+    "VisitStatus",
     "user_sites",
     "user_studies",
 ]
