@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.actor import Actor, Role
 from services.errors import Forbidden, NotFound
-from services.models import Participant, Site, Study, User, user_sites
+from services.models import Participant, Site, Study, User, Visit, user_sites
 
 T = TypeVar("T")
 
@@ -39,8 +39,8 @@ def visible_sites(actor: Actor) -> Select[tuple[Site]]:
 
 def visible_participants(actor: Actor) -> Select[tuple[Participant]]:
     """Admins and monitors see every participant of their scope, pseudonymised by the
-    API; coordinators their sites; patients themselves. Nurses see the participants
-    of visits assigned to them, which arrive with home-nurse visits: until then, none."""
+    API; coordinators their sites; patients themselves; nurses the participants of
+    visits assigned to them."""
     query = select(Participant)
     if actor.role == Role.ADMIN:
         return query
@@ -50,6 +50,9 @@ def visible_participants(actor: Actor) -> Select[tuple[Participant]]:
         return query.where(Participant.study_id.in_(actor.study_ids))
     if actor.role == Role.PATIENT:
         return query.where(Participant.id == actor.participant_id)
+    if actor.role == Role.NURSE:
+        assigned = select(Visit.participant_id).where(Visit.nurse_id == actor.user_id)
+        return query.where(Participant.id.in_(assigned))
     return query.where(false())
 
 

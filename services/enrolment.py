@@ -1,8 +1,4 @@
-"""Enrolment, and the consent gate every later study procedure passes through.
-
-Consent itself lives in `consent/`; it keeps `Participant.consent_state` current so
-that this layer can check it without depending on the consent records.
-"""
+"""Enrolment: from a complete consent to a participant with planned visits."""
 
 from __future__ import annotations
 
@@ -11,28 +7,13 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from services import audit
+from services import audit, visits
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
+from services.consent_gate import require_current_consent
 from services.errors import Conflict
-from services.models import ConsentState, Participant, ParticipantStatus
+from services.models import Participant, ParticipantStatus
 from services.people import participant_subject
-
-_WHY_NOT = {
-    ConsentState.NONE.value: "the participant has not signed a consent",
-    ConsentState.PENDING.value: "the consent is not complete (signatures are missing)",
-    ConsentState.REQUIRES_RECONSENT.value: (
-        "a new consent version requires re-consent before any new study procedure"
-    ),
-    ConsentState.WITHDRAWN.value: "the participant withdrew consent",
-}
-
-
-def require_current_consent(participant: Participant) -> None:
-    """Refuse a new study procedure unless the participant's consent is complete and
-    current (what was done before a re-consent or withdrawal stays valid)."""
-    if participant.consent_state != ConsentState.COMPLETE:
-        raise Conflict(f"not allowed: {_WHY_NOT[participant.consent_state]}")
 
 
 def enroll(
@@ -48,6 +29,7 @@ def enroll(
     participant.status = ParticipantStatus.ENROLLED.value
     participant.baseline_date = baseline_date
     session.flush()
+    visits.plan_visits(session, actor, participant)
     audit.record(
         session,
         actor,

@@ -120,9 +120,7 @@ def test_european_names_print_as_typed(client, db, world, document):
     assert "printed without their accents" not in content
 
 
-def test_a_character_the_font_lacks_is_replaced_and_the_copy_says_so(
-    client, db, world, document
-):
+def test_a_character_the_font_lacks_is_replaced_and_the_copy_says_so(client, db, world, document):
     world.coordinator_a.full_name = "Wei 李"
     db.flush()
     consent = make_complete_consent(db, world.patient_a, world.coordinator_a, document)

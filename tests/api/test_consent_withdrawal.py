@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from consent import signing
 from consent.models import Consent, ConsentSignature, SignerRole
-from services import enrolment, people
+from services import consent_gate, enrolment, people
 from services.errors import Conflict
 from services.models import AuditEvent, Participant
 from tests.checks import assert_problem, audit_events, count
@@ -114,7 +114,7 @@ def test_full_withdrawal_blocks_enrolment_and_procedures(client, db, world, cons
     db.expire_all()
     participant = db.get(Participant, consent.participant_id)
     with pytest.raises(Conflict, match="withdrew consent"):
-        enrolment.require_current_consent(participant)
+        consent_gate.require_current_consent(participant)
     with pytest.raises(Conflict):
         enrolment.enroll(
             db, people.actor_for(db, world.coordinator_a, "t"), participant.id, dt.date.today()
@@ -163,7 +163,7 @@ def test_withdrawing_one_clause_keeps_the_consent_complete(client, db, world, co
     assert (status, withdrawn_at, contact_at) == ("complete", None, None)
     assert list(clauses) == ["future_research"]
     assert (p_consent, contact) == ("complete", True)
-    enrolment.require_current_consent(db.get(Participant, consent.participant_id))
+    consent_gate.require_current_consent(db.get(Participant, consent.participant_id))
 
 
 def test_withdrawing_contact_stops_contact_only(client, db, world, consent):

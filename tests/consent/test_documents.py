@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from consent import documents, jobs
 from consent.models import Consent, ConsentSignature
 from scheduling.runner import build_scheduler, run_job
-from services import enrolment, people
+from services import consent_gate, enrolment, people
 from services.actor import Actor, Role
 from services.errors import Conflict
 from services.models import AuditEvent
@@ -114,21 +114,21 @@ def test_reconsent_blocks_new_procedures_until_the_new_version_is_signed(db, wor
     assert participant.consent_state == "requires_reconsent"
     assert participant.status == "consented"  # what was done before stays valid
     with pytest.raises(Conflict, match="re-consent"):
-        enrolment.require_current_consent(participant)
+        consent_gate.require_current_consent(participant)
     actor = people.actor_for(db, coordinator, "t")
     with pytest.raises(Conflict, match="re-consent"):
         enrolment.enroll(db, actor, participant.id, TODAY)
 
     sign_as(db, patient.user, patient, second, "participant")
     with pytest.raises(Conflict):  # still waiting for the countersignature
-        enrolment.require_current_consent(fresh(db, patient.participant))
+        consent_gate.require_current_consent(fresh(db, patient.participant))
     signature = sign_as(db, coordinator, patient, second, "investigator")
 
     participant = fresh(db, patient.participant)
     assert participant.consent_state == "complete"
     assert fresh(db, old_consent).status == "superseded"
     assert db.get(Consent, signature.consent_id).status == "complete"
-    enrolment.require_current_consent(participant)
+    consent_gate.require_current_consent(participant)
     assert enrolment.enroll(db, actor, participant.id, TODAY).status == "enrolled"
 
 
@@ -165,7 +165,7 @@ def test_a_version_without_reconsent_keeps_consents_complete(db, world):
     consent = make_complete_consent(db, world.patient_a, world.coordinator_a, first)
     make_consent_document(db, world.study, requires_reconsent=False)
     assert fresh(db, consent).status == "complete"
-    enrolment.require_current_consent(fresh(db, world.patient_a.participant))
+    consent_gate.require_current_consent(fresh(db, world.patient_a.participant))
 
 
 # --- languages -------------------------------------------------------------------

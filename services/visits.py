@@ -1,0 +1,414 @@
+"""Planned visits: planning at enrolment, booking a nurse, the visit's life cycle.
+
+Windows are calendar days in the participant's zone; booked times are instants. A
+booking is refused with the reason (409) when it leaves the window (unless an
+override reason is given: then it is booked and recorded as a protocol deviation),
+leaves the nurse's working hours, falls in their time off, or overlaps another visit
+of the nurse (with the travel buffer after home visits) or of the participant.
+Bookings of one nurse are serialised by a row lock on the nurse's profile, and on
+PostgreSQL an exclusion constraint makes the database itself refuse an overlap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, false, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services import audit, nurses
+from services.access import get_visible, require_role, visible_participants
+from services.actor import Actor, Role
+from services.consent_gate import require_current_consent
+from services.db import utcnow
+from services.errors import Conflict, Invalid
+from services.models import (
+    BUSY_STATUSES,
+    NurseProfile,
+    Participant,
+    User,
+    Visit,
+    VisitDefinition,
+    VisitStatus,
+)
+from services.people import participant_subject
+
+DEFAULT_TRAVEL_BUFFER = dt.timedelta(minutes=30)
+_BUSY = [status.value for status in BUSY_STATUSES]
+# Not yet done: cancelled by a withdrawal, missed when the window closes.
+_OPEN = [VisitStatus.PLANNED.value, VisitStatus.SCHEDULED.value, VisitStatus.CONFIRMED.value]
+
+# The life cycle; anything else answers 409.
+TRANSITIONS: dict[str, set[str]] = {
+    VisitStatus.PLANNED: {VisitStatus.SCHEDULED, VisitStatus.MISSED, VisitStatus.CANCELLED},
+    VisitStatus.SCHEDULED: {
+        VisitStatus.SCHEDULED,
+        VisitStatus.CONFIRMED,
+        VisitStatus.IN_PROGRESS,
+        VisitStatus.MISSED,
+        VisitStatus.CANCELLED,
+    },
+    VisitStatus.CONFIRMED: {
+        VisitStatus.SCHEDULED,
+        VisitStatus.IN_PROGRESS,
+        VisitStatus.MISSED,
+        VisitStatus.CANCELLED,
+    },
+    VisitStatus.IN_PROGRESS: {VisitStatus.COMPLETED},
+    VisitStatus.COMPLETED: set(),
+    VisitStatus.MISSED: set(),
+    VisitStatus.CANCELLED: set(),
+}
+
+
+@dataclass(frozen=True)
+class Booking:
+    nurse_id: uuid.UUID
+    start: dt.datetime
+    end: dt.datetime
+    override_reason: str | None = None
+
+
+def visible_visits(actor: Actor) -> Select[tuple[Visit]]:
+    """Nurses their assigned visits; coordinators their sites'; monitors their
+    studies' (dates and status only, the API drops contact data); patients their own."""
+    query = select(Visit)
+    if actor.role == Role.ADMIN:
+        return query
+    if actor.role == Role.COORDINATOR:
+        return query.where(Visit.site_id.in_(actor.site_ids))
+    if actor.role == Role.NURSE:
+        return query.where(Visit.nurse_id == actor.user_id)
+    if actor.role == Role.MONITOR:
+        return query.where(Visit.study_id.in_(actor.study_ids))
+    if actor.role == Role.PATIENT:
+        return query.where(Visit.participant_id == actor.participant_id)
+    return query.where(false())
+
+
+def _subject(visit: Visit) -> audit.Subject:
+    return audit.Subject(
+        study_id=visit.study_id, site_id=visit.site_id, participant_id=visit.participant_id
+    )
+
+
+def _snapshot(visit: Visit) -> dict[str, object]:
+    return {
+        "status": visit.status,
+        "nurse_id": str(visit.nurse_id) if visit.nurse_id else None,
+        "start_at": visit.start_at.isoformat() if visit.start_at else None,
+        "end_at": visit.end_at.isoformat() if visit.end_at else None,
+    }
+
+
+def plan_visits(session: Session, actor: Actor, participant: Participant) -> list[Visit]:
+    """Every visit of the schedule, dated from the baseline in the participant's days."""
+    definitions = session.scalars(
+        select(VisitDefinition)
+        .where(VisitDefinition.study_id == participant.study_id)
+        .order_by(VisitDefinition.day, VisitDefinition.code)
+    ).all()
+    visits = []
+    for definition in definitions:
+        target = participant.baseline_date + dt.timedelta(days=definition.day)
+        visit = Visit(
+            id=uuid.uuid4(),
+            participant_id=participant.id,
+            study_id=participant.study_id,
+            site_id=participant.site_id,
+            definition_id=definition.id,
+            code=definition.code,
+            name=definition.name,
+            location=definition.location,
+            procedures=list(definition.procedures),
+            duration_minutes=definition.duration_minutes,
+            target_date=target,
+            window_start=target - dt.timedelta(days=definition.window_before),
+            window_end=target + dt.timedelta(days=definition.window_after),
+            status=VisitStatus.PLANNED.value,
+        )
+        session.add(visit)
+        visits.append(visit)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "visit.plan",
+        entity_type="participant",
+        entity_id=participant.id,
+        subject=participant_subject(participant),
+        after={
+            "visits": [{"code": v.code, "target_date": v.target_date.isoformat()} for v in visits]
+        },
+    )
+    return visits
+
+
+def _check_transition(visit: Visit, status: VisitStatus) -> None:
+    if status not in TRANSITIONS[visit.status]:
+        raise Conflict(f"a {visit.status} visit cannot become {status.value}")
+
+
+def _lock_nurse(session: Session, nurse_id: uuid.UUID) -> NurseProfile | None:
+    """Serialise bookings of one nurse: the second of two concurrent bookings waits,
+    then sees the first."""
+    return session.scalars(
+        select(NurseProfile).where(NurseProfile.user_id == nurse_id).with_for_update()
+    ).first()
+
+
+def _overlapping(
+    session: Session,
+    *,
+    start: dt.datetime,
+    until: dt.datetime,
+    exclude: uuid.UUID,
+    **who: uuid.UUID,
+) -> Visit | None:
+    ((column, value),) = who.items()
+    return session.scalars(
+        select(Visit).where(
+            getattr(Visit, column) == value,
+            Visit.id != exclude,
+            Visit.status.in_(_BUSY),
+            Visit.start_at < until,
+            Visit.busy_until > start,
+        )
+    ).first()
+
+
+def book(
+    session: Session,
+    actor: Actor,
+    visit_id: uuid.UUID,
+    booking: Booking,
+    travel_buffer: dt.timedelta = DEFAULT_TRAVEL_BUFFER,
+) -> Visit:
+    require_role(actor, Role.COORDINATOR)
+    visit = get_visible(session, visible_visits(actor), visit_id, "visit")
+    participant = session.get(Participant, visit.participant_id)
+    require_current_consent(participant)
+    _check_transition(visit, VisitStatus.SCHEDULED)
+    if booking.end <= booking.start:
+        raise Invalid("times", errors={"end": ["the visit must end after it starts"]})
+    nurse = session.get(User, booking.nurse_id)
+    if nurse is None or nurse.role != Role.NURSE.value:
+        raise Invalid("nurse", errors={"nurse_id": ["no nurse with this id"]})
+    zone = ZoneInfo(participant.user.timezone)
+    local_day = booking.start.astimezone(zone).date()
+    problem = nurses.delegation_problem(session, nurse, visit.study_id, visit.site_id, local_day)
+    if problem:
+        raise Conflict(problem)
+    profile = _lock_nurse(session, nurse.id)
+    deviation = None
+    if not visit.window_start <= local_day <= visit.window_end:
+        if not booking.override_reason:
+            raise Conflict(
+                f"{local_day} is outside the visit window {visit.window_start} to "
+                f"{visit.window_end} (participant's time zone); give an override_reason to book "
+                "it as a protocol deviation"
+            )
+        deviation = booking.override_reason
+    if not nurses.within_working_hours(profile, booking.start, booking.end):
+        raise Conflict("outside the nurse's working hours")
+    if nurses.on_time_off(session, nurse.id, booking.start, booking.end):
+        raise Conflict("the nurse is on time off then")
+    until = booking.end + (travel_buffer if visit.location == "home" else dt.timedelta(0))
+    clash = _overlapping(
+        session, start=booking.start, until=until, exclude=visit.id, nurse_id=nurse.id
+    )
+    if clash:
+        raise Conflict(
+            f"the nurse has another visit from {clash.start_at:%Y-%m-%d %H:%M} UTC (with "
+            f"{int(travel_buffer.total_seconds() // 60)} minutes' travel between home visits)"
+        )
+    if _overlapping(
+        session,
+        start=booking.start,
+        until=booking.end,
+        exclude=visit.id,
+        participant_id=participant.id,
+    ):
+        raise Conflict("the participant has another visit at that time")
+    before = _snapshot(visit)
+    visit.nurse_id, visit.start_at, visit.end_at, visit.busy_until = (
+        nurse.id,
+        booking.start,
+        booking.end,
+        until,
+    )
+    visit.status = VisitStatus.SCHEDULED.value
+    visit.deviation_reason = deviation or visit.deviation_reason
+    visit.confirmed_at = None
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:  # the exclusion constraint: a concurrent booking won
+        raise Conflict("the nurse was booked for an overlapping time meanwhile") from exc
+    audit.record(
+        session,
+        actor,
+        "visit.schedule",
+        entity_type="visit",
+        entity_id=visit.id,
+        subject=_subject(visit),
+        before=before,
+        after=_snapshot(visit),
+    )
+    if deviation:
+        audit.record(
+            session,
+            actor,
+            "visit.protocol_deviation",
+            entity_type="visit",
+            entity_id=visit.id,
+            subject=_subject(visit),
+            reason=deviation,
+            after={
+                "window_start": visit.window_start.isoformat(),
+                "window_end": visit.window_end.isoformat(),
+                "booked_day": local_day.isoformat(),
+            },
+        )
+    return visit
+
+
+def transition(
+    session: Session,
+    actor: Actor,
+    visit_id: uuid.UUID,
+    status: VisitStatus,
+    *,
+    at: dt.datetime | None = None,
+    location: str | None = None,
+    completed_procedures: list[str] | None = None,
+    notes: str | None = None,
+    reason: str | None = None,
+) -> Visit:
+    """confirm (patient), check-in and check-out (the assigned nurse), missed and
+    cancel (coordinator)."""
+    allowed = {
+        VisitStatus.CONFIRMED: (Role.PATIENT,),
+        VisitStatus.IN_PROGRESS: (Role.NURSE,),
+        VisitStatus.COMPLETED: (Role.NURSE,),
+        VisitStatus.MISSED: (Role.COORDINATOR,),
+        VisitStatus.CANCELLED: (Role.COORDINATOR,),
+    }[status]
+    require_role(actor, *allowed)
+    visit = get_visible(session, visible_visits(actor), visit_id, "visit")
+    _check_transition(visit, status)
+    if status in (VisitStatus.CONFIRMED, VisitStatus.IN_PROGRESS):
+        require_current_consent(session.get(Participant, visit.participant_id))
+    before = _snapshot(visit)
+    now = at or utcnow()
+    if status == VisitStatus.CONFIRMED:
+        visit.confirmed_at = now
+    elif status == VisitStatus.IN_PROGRESS:
+        visit.checked_in_at, visit.check_in_location = now, location
+    elif status == VisitStatus.COMPLETED:
+        unknown = sorted(set(completed_procedures or []) - set(visit.procedures))
+        if unknown:
+            raise Invalid(
+                "procedures",
+                errors={"completed_procedures": [f"not procedures of this visit: {unknown}"]},
+            )
+        visit.checked_out_at, visit.completed_procedures, visit.notes = (
+            now,
+            list(completed_procedures or []),
+            notes,
+        )
+    else:
+        visit.cancel_reason = reason
+    visit.status = status.value
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        f"visit.{status.value}",
+        entity_type="visit",
+        entity_id=visit.id,
+        subject=_subject(visit),
+        before=before,
+        after=_snapshot(visit),
+        reason=reason,
+    )
+    return visit
+
+
+def cancel_future(session: Session, actor: Actor, participant: Participant, reason: str) -> int:
+    """Withdrawal of consent: visits not yet done are cancelled (done ones stay)."""
+    open_visits = session.scalars(
+        select(Visit).where(
+            Visit.participant_id == participant.id,
+            Visit.status.in_(_OPEN),
+        )
+    ).all()
+    for visit in open_visits:
+        before = _snapshot(visit)
+        visit.status, visit.cancel_reason = VisitStatus.CANCELLED.value, reason
+        audit.record(
+            session,
+            actor,
+            "visit.cancelled",
+            entity_type="visit",
+            entity_id=visit.id,
+            subject=_subject(visit),
+            before=before,
+            after=_snapshot(visit),
+            reason=reason,
+        )
+    session.flush()
+    return len(open_visits)
+
+
+def mark_missed(session: Session, actor: Actor, today: dt.date | None = None) -> int:
+    """Visits whose window has closed (in the participant's zone) without a visit."""
+    candidates = session.scalars(
+        select(Visit)
+        .where(
+            Visit.status.in_(_OPEN),
+            Visit.window_end < (today or utcnow().date()) + dt.timedelta(days=1),
+        )
+        .with_for_update(skip_locked=True)
+    ).all()
+    missed = 0
+    for visit in candidates:
+        participant = session.get(Participant, visit.participant_id)
+        local_today = today or utcnow().astimezone(ZoneInfo(participant.user.timezone)).date()
+        if visit.window_end >= local_today:
+            continue
+        before = _snapshot(visit)
+        visit.status = VisitStatus.MISSED.value
+        missed += 1
+        audit.record(
+            session,
+            actor,
+            "visit.missed",
+            entity_type="visit",
+            entity_id=visit.id,
+            subject=_subject(visit),
+            before=before,
+            after=_snapshot(visit),
+            reason="the visit window closed without a visit",
+        )
+    session.flush()
+    return missed
+
+
+def participant_visits(session: Session, actor: Actor, participant_id: uuid.UUID) -> list[Visit]:
+    participant = get_visible(session, visible_participants(actor), participant_id, "participant")
+    query = visible_visits(actor).where(Visit.participant_id == participant.id)
+    return list(session.scalars(query.order_by(Visit.target_date, Visit.code)))
+
+
+def my_visits(session: Session, actor: Actor, start: dt.datetime, end: dt.datetime) -> list[Visit]:
+    """A nurse's visits (or a patient's upcoming ones) between two instants."""
+    require_role(actor, Role.NURSE, Role.PATIENT)
+    query = visible_visits(actor).where(Visit.start_at >= start, Visit.start_at < end)
+    if actor.role == Role.PATIENT:
+        query = query.where(or_(Visit.status.in_(_BUSY), Visit.status == VisitStatus.COMPLETED))
+    return list(session.scalars(query.order_by(Visit.start_at)))
