@@ -14,7 +14,7 @@ from werkzeug.serving import run_simple
 
 from api.db import database
 from consent import demo as consent_demo
-from services import audit, bootstrap, demo
+from services import audit, bootstrap, demo, demo_visits
 from services.actor import Role
 from services.errors import DomainError
 
@@ -101,7 +101,9 @@ def demo_seed() -> None:
     """Create the demo study, sites and accounts (idempotent) and print the log-ins."""
     with database().sessions() as session:
         logins = demo.seed(session)
+        demo_visits.seed_schedule_and_nurses(session)
         consent_demo.seed(session)
+        demo_visits.book_first_visit(session)
         session.commit()
     click.echo(f"\nDemo log-ins (password for all: {demo.DEMO_PASSWORD})")
     for role, identifier in logins:
