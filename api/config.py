@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "DCT_LOG_LEVEL": "INFO",
     "DCT_AUDIT_SEAL_MINUTES": 60,
     "DCT_PASSWORD_HASH_CHEAP": False,
+    "DCT_TRAVEL_BUFFER_MINUTES": 30,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from services import audit
+from services import audit, visits
 from services.actor import Actor
 from services.db import utcnow
 from services.models import AuthSession
@@ -24,3 +24,8 @@ def purge_expired_sessions(session: Session, _actor: Actor) -> str:
     """
     deleted = session.execute(delete(AuthSession).where(AuthSession.expires_at < utcnow()))
     return f"{deleted.rowcount} expired sessions purged"
+
+
+def mark_missed_visits(session: Session, actor: Actor) -> str:
+    """Open visits whose window has closed in the participant's zone become missed."""
+    return f"{visits.mark_missed(session, actor)} visits missed"

@@ -52,6 +52,7 @@ def job_specs(settings: dict) -> list[JobSpec]:
     return [
         JobSpec("audit-seal", housekeeping.seal_audit_trail, settings["DCT_AUDIT_SEAL_MINUTES"]),
         JobSpec("purge-expired-sessions", housekeeping.purge_expired_sessions, 60),
+        JobSpec("mark-missed-visits", housekeeping.mark_missed_visits, 60),
     ]
 
 

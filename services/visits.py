@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, false, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from services import audit, nurses
 from services.access import get_visible, require_role, visible_participants
@@ -167,16 +167,19 @@ def _overlapping(
     start: dt.datetime,
     until: dt.datetime,
     exclude: uuid.UUID,
+    travel: bool = True,
     **who: uuid.UUID,
 ) -> Visit | None:
+    """The nurse's visits count with their travel buffer; the participant's without."""
     ((column, value),) = who.items()
+    ends = Visit.busy_until if travel else Visit.end_at
     return session.scalars(
         select(Visit).where(
             getattr(Visit, column) == value,
             Visit.id != exclude,
             Visit.status.in_(_BUSY),
             Visit.start_at < until,
-            Visit.busy_until > start,
+            ends > start,
         )
     ).first()
 
@@ -231,6 +234,7 @@ def book(
         start=booking.start,
         until=booking.end,
         exclude=visit.id,
+        travel=False,
         participant_id=participant.id,
     ):
         raise Conflict("the participant has another visit at that time")
@@ -365,20 +369,22 @@ def cancel_future(session: Session, actor: Actor, participant: Participant, reas
     return len(open_visits)
 
 
-def mark_missed(session: Session, actor: Actor, today: dt.date | None = None) -> int:
+def mark_missed(session: Session, actor: Actor, now: dt.datetime | None = None) -> int:
     """Visits whose window has closed (in the participant's zone) without a visit."""
+    now = now or utcnow()
     candidates = session.scalars(
         select(Visit)
         .where(
             Visit.status.in_(_OPEN),
-            Visit.window_end < (today or utcnow().date()) + dt.timedelta(days=1),
+            # No zone is more than a day ahead of UTC: later windows are open everywhere.
+            Visit.window_end < now.astimezone(dt.UTC).date() + dt.timedelta(days=1),
         )
         .with_for_update(skip_locked=True)
     ).all()
     missed = 0
     for visit in candidates:
         participant = session.get(Participant, visit.participant_id)
-        local_today = today or utcnow().astimezone(ZoneInfo(participant.user.timezone)).date()
+        local_today = now.astimezone(ZoneInfo(participant.user.timezone)).date()
         if visit.window_end >= local_today:
             continue
         before = _snapshot(visit)
@@ -406,9 +412,13 @@ def participant_visits(session: Session, actor: Actor, participant_id: uuid.UUID
 
 
 def my_visits(session: Session, actor: Actor, start: dt.datetime, end: dt.datetime) -> list[Visit]:
-    """A nurse's visits (or a patient's upcoming ones) between two instants."""
+    """A nurse's visits (or a patient's upcoming ones) between two instants: booked,
+    under way or done; a cancelled or missed visit no longer hands out contact data."""
     require_role(actor, Role.NURSE, Role.PATIENT)
-    query = visible_visits(actor).where(Visit.start_at >= start, Visit.start_at < end)
-    if actor.role == Role.PATIENT:
-        query = query.where(or_(Visit.status.in_(_BUSY), Visit.status == VisitStatus.COMPLETED))
+    query = (
+        visible_visits(actor)
+        .where(Visit.start_at >= start, Visit.start_at < end)
+        .where(or_(Visit.status.in_(_BUSY), Visit.status == VisitStatus.COMPLETED))
+        .options(joinedload(Visit.participant).joinedload(Participant.user))
+    )
     return list(session.scalars(query.order_by(Visit.start_at)))
