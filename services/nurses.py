@@ -122,6 +122,8 @@ def within_working_hours(
     if local_start.date() != local_end.date() and local_end.time() != dt.time(0):
         return False
     begins, ends = local_start.strftime("%H:%M"), local_end.strftime("%H:%M")
+    if local_end.date() != local_start.date():
+        ends = "24:00"  # ends at midnight: after every period's end (at most 23:59)
     return any(
         entry["weekday"] == local_start.weekday()
         and entry["start"] <= begins

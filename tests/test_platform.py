@@ -15,8 +15,8 @@ from tests.checks import PROBLEM_JSON, captured_logs
 from tests.conftest import TEST_JWT_SECRET, TEST_KEY
 from tests.factories import headers_for, make_world
 
-# The "Operations", "Identity and access" and "eConsent" tables of API.md, path
-# parameters as {}.
+# The "Operations", "Identity and access", "eConsent" and "Home-nurse visits" tables
+# of API.md, path parameters as {}.
 CONTRACT = {
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -48,8 +48,33 @@ CONTRACT = {
     ("get", "/api/v1/participants/{}/consents"),
     ("post", "/api/v1/consents/{}/withdraw"),
     ("get", "/api/v1/consents/{}/pdf"),
+    # Home-nurse visits
+    ("put", "/api/v1/studies/{}/visit-definitions"),
+    ("get", "/api/v1/studies/{}/visit-definitions"),
+    ("put", "/api/v1/nurses/{}/availability"),
+    ("get", "/api/v1/nurses/{}/availability"),
+    ("put", "/api/v1/nurses/{}/delegations"),
+    ("get", "/api/v1/nurses/{}/delegations"),
+    ("get", "/api/v1/participants/{}/visits"),
+    ("get", "/api/v1/visits/{}/slots"),
+    ("post", "/api/v1/visits/{}/schedule"),
+    ("post", "/api/v1/visits/{}/confirm"),
+    ("post", "/api/v1/visits/{}/check-in"),
+    ("post", "/api/v1/visits/{}/check-out"),
+    ("post", "/api/v1/visits/{}/missed"),
+    ("post", "/api/v1/visits/{}/cancel"),
+    ("get", "/api/v1/me/visits"),
+    ("post", "/api/v1/me/calendar-token"),
+    ("delete", "/api/v1/me/calendar-token"),
+    ("get", "/api/v1/me/visits.ics"),
 }
-PUBLIC = {"/healthz", "/readyz", "/api/v1/auth/login", "/api/v1/auth/activate"}
+PUBLIC = {
+    "/healthz",
+    "/readyz",
+    "/api/v1/auth/login",
+    "/api/v1/auth/activate",
+    "/api/v1/me/visits.ics",  # the calendar feed: its token is the credential
+}
 METHODS = {"get", "post", "put", "patch", "delete"}
 
 

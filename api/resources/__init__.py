@@ -8,9 +8,13 @@ from api.resources import (
     consents,
     health,
     me,
+    my_visits,
+    nurses,
     participants,
+    schedule,
     studies,
     users,
+    visits,
 )
 
 BLUEPRINTS = (
@@ -24,4 +28,8 @@ BLUEPRINTS = (
     consent_signatures.blp,
     consents.blp,
     audit.blp,
+    schedule.blp,
+    nurses.blp,
+    visits.blp,
+    my_visits.blp,
 )
