@@ -8,17 +8,16 @@ from typing import Any
 import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Page
-from sqlalchemy import select
 
 from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
-from api.resources.schemas import EntitySchema, With
+from api.resources.visits import VisitSchema
 from services import schedule, visits
 from services.access import require_role
 from services.actor import Role
-from services.models import User, Visit, VisitDefinition
+from services.models import Visit, VisitDefinition
 
 blp = Blueprint(
     "schedule",
@@ -77,93 +76,15 @@ class VisitDefinitions(MethodView):
         return schedule.get_definitions(db_session(), current_actor(), study_id)
 
 
-# What a monitor reads of a visit: which visit, when, and its status.
-MONITOR_FIELDS = (
-    "id",
-    "participant_id",
-    "study_id",
-    "site_id",
-    "code",
-    "name",
-    "location",
-    "target_date",
-    "window_start",
-    "window_end",
-    "start_at",
-    "end_at",
-    "status",
-)
-# The nurse's working record of the visit stays with the study team.
-HIDDEN_FROM_PATIENT = ("nurse_id", "notes", "check_in_location", "deviation_reason")
-
-
-class ParticipantVisitSchema(EntitySchema):
-    """A planned or booked visit. Monitors read dates and status only; patients see
-    their nurse by name (`nurse_name`), staff by id."""
-
-    id = ma.fields.UUID()
-    participant_id = ma.fields.UUID()
-    study_id = ma.fields.UUID()
-    site_id = ma.fields.UUID()
-    code = ma.fields.String()
-    name = ma.fields.String()
-    location = ma.fields.String(metadata={"description": "home or site"})
-    procedures = ma.fields.List(ma.fields.String())
-    duration_minutes = ma.fields.Integer()
-    target_date = ma.fields.Date(metadata={"description": "in the participant's time zone"})
-    window_start = ma.fields.Date()
-    window_end = ma.fields.Date()
-    status = ma.fields.String()
-    nurse_id = ma.fields.UUID(allow_none=True)
-    nurse_name = ma.fields.String(allow_none=True, metadata={"description": "patients only"})
-    start_at = UtcDateTime(allow_none=True)
-    end_at = UtcDateTime(allow_none=True)
-    deviation_reason = ma.fields.String(allow_none=True)
-    confirmed_at = UtcDateTime(allow_none=True)
-    checked_in_at = UtcDateTime(allow_none=True)
-    check_in_location = ma.fields.String(allow_none=True)
-    checked_out_at = UtcDateTime(allow_none=True)
-    completed_procedures = ma.fields.List(ma.fields.String(), allow_none=True)
-    notes = ma.fields.String(allow_none=True)
-    cancel_reason = ma.fields.String(allow_none=True)
-    address = ma.fields.String(attribute="participant.address", allow_none=True)
-    phone = ma.fields.String(attribute="participant.user.phone", allow_none=True)
-
-    @ma.post_dump
-    def _for_role(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        role = current_actor().role
-        if role == Role.MONITOR:
-            return {name: data[name] for name in MONITOR_FIELDS if name in data}
-        if role == Role.PATIENT:
-            for name in HIDDEN_FROM_PATIENT:
-                data.pop(name, None)
-        else:
-            data.pop("nurse_name", None)
-        return data
-
-
-def _with_nurse_names(found: list[Visit]) -> list[With]:
-    ids = {visit.nurse_id for visit in found if visit.nurse_id}
-    names = (
-        dict(db_session().execute(select(User.id, User.full_name).where(User.id.in_(ids))).all())
-        if ids
-        else {}
-    )
-    return [With(visit, {"nurse_name": names.get(visit.nurse_id)}) for visit in found]
-
-
 @blp.route("/participants/<uuid:participant_id>/visits")
 class ParticipantVisits(MethodView):
     @protected(blp, 403, 404)
-    @blp.response(200, ParticipantVisitSchema(many=True))
+    @blp.response(200, VisitSchema(many=True))
     @blp.paginate(Page)
-    def get(self, participant_id: uuid.UUID) -> list[With]:
+    def get(self, participant_id: uuid.UUID) -> list[Visit]:
         """The participant's visits by target date, with windows (coordinators of the
         site, the patient, the nurse for the visits assigned to them; monitors: dates
         and status only)."""
         actor = current_actor()
         require_role(actor, Role.COORDINATOR, Role.PATIENT, Role.NURSE, Role.MONITOR)
-        found = visits.participant_visits(db_session(), actor, participant_id)
-        if actor.role == Role.PATIENT:
-            return _with_nurse_names(found)
-        return [With(visit) for visit in found]
+        return visits.participant_visits(db_session(), actor, participant_id)

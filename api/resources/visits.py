@@ -16,6 +16,7 @@ from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
 from services import visits
 from services.access import get_visible, sees_identity
+from services.actor import Role
 from services.models import User, Visit, VisitStatus
 
 blp = Blueprint(
@@ -23,7 +24,26 @@ blp = Blueprint(
 )
 
 # Where and how to reach the participant: only for those who care for them.
-CONTACT_FIELDS = ("address", "phone", "check_in_location", "notes")
+# What monitors and admins read of a visit: which visit, when, and its status.
+PSEUDONYMOUS_FIELDS = (
+    "id",
+    "participant_id",
+    "subject_code",
+    "study_id",
+    "site_id",
+    "code",
+    "name",
+    "location",
+    "timezone",
+    "target_date",
+    "window_start",
+    "window_end",
+    "start_at",
+    "end_at",
+    "status",
+)
+# The nurse's working record of the visit stays with the study team.
+HIDDEN_FROM_PATIENT = ("nurse_id", "notes", "check_in_location", "deviation_reason")
 
 
 class VisitSchema(ma.Schema):
@@ -72,10 +92,14 @@ class VisitSchema(ma.Schema):
         return nurse.full_name if nurse else None
 
     @ma.post_dump
-    def _pseudonymise(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        """Monitors and admins read dates and status, not where the participant lives."""
-        if not sees_identity(current_actor()):
-            for name in CONTACT_FIELDS:
+    def _for_role(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        """Monitors and admins read which visit, when and its status; patients do not
+        read the nurse's working record."""
+        actor = current_actor()
+        if not sees_identity(actor):
+            return {name: data[name] for name in PSEUDONYMOUS_FIELDS if name in data}
+        if actor.role == Role.PATIENT:
+            for name in HIDDEN_FROM_PATIENT:
                 data.pop(name, None)
         return data
 

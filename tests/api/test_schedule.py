@@ -317,7 +317,7 @@ def test_the_coordinator_reads_visits_with_contact_data_and_the_nurse_id(client,
     assert first["address"] == world.patient_a.participant.address
     assert first["phone"] == world.patient_a.user.phone
     assert first["procedures"] == ["vitals", "blood"]
-    assert "nurse_name" not in first
+    assert first["nurse_name"] == world.nurse_a.full_name
 
 
 def test_the_patient_sees_their_nurse_by_name_only(client, db, world, booked):
@@ -347,6 +347,8 @@ def test_a_monitor_sees_visit_dates_and_status_only(client, db, world, booked):
     assert first.keys() == {
         "id",
         "participant_id",
+        "subject_code",
+        "timezone",
         "study_id",
         "site_id",
         "code",
