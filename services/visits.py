@@ -385,7 +385,9 @@ def mark_missed(session: Session, actor: Actor, now: dt.datetime | None = None) 
     for visit in candidates:
         participant = session.get(Participant, visit.participant_id)
         local_today = now.astimezone(ZoneInfo(participant.user.timezone)).date()
-        if visit.window_end >= local_today:
+        # A visit booked past its window (a recorded deviation) is missed only once its
+        # booked time has passed.
+        if visit.window_end >= local_today or (visit.end_at and visit.end_at > now):
             continue
         before = _snapshot(visit)
         visit.status = VisitStatus.MISSED.value

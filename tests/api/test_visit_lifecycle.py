@@ -449,3 +449,22 @@ def test_withdrawal_cancels_open_visits_but_not_completed_ones(client, db, world
     assert audit_events(db, "visit.cancelled", v1.id) == []
     (event,) = audit_events(db, "visit.cancelled", d14.id)
     assert event.before["status"] == "scheduled"
+
+
+def test_a_visit_booked_past_its_window_is_not_missed_before_its_time(client, db, world, planned):
+    """A deviation booked after the window closes must not be marked missed meanwhile."""
+    d14 = planned[1]
+    body = {
+        "nurse_id": str(world.nurse_a.id),
+        "start": "2026-04-08T09:00:00+02:00",
+        "end": "2026-04-08T10:00:00+02:00",
+        "override_reason": "participant in hospital during the window",
+    }
+    assert post(client, world.coordinator_a, d14, "schedule", **body).status_code == 200
+    db.expire_all()
+
+    visits.mark_missed(db, SYSTEM, dt.datetime(2026, 4, 3, tzinfo=dt.UTC))
+    assert status_of(db, d14) == "scheduled"
+
+    visits.mark_missed(db, SYSTEM, dt.datetime(2026, 4, 9, tzinfo=dt.UTC))
+    assert status_of(db, d14) == "missed"
