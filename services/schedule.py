@@ -123,6 +123,9 @@ def put_definitions(
     require_role(actor, Role.ADMIN, Role.COORDINATOR)
     study = _study_for_staff(session, actor, study_id)
     _validate(definitions)
+    # Enrolments read the schedule under a shared lock on the study: an edit waits for
+    # them, and they for it, so no visit is planned from a definition being removed.
+    session.execute(select(Study.id).where(Study.id == study.id).with_for_update())
     current = {d.code: d for d in _ordered(session, study.id)}
     in_use = {
         definition_id: count

@@ -30,6 +30,7 @@ from services.models import (
     BUSY_STATUSES,
     NurseProfile,
     Participant,
+    Study,
     User,
     Visit,
     VisitDefinition,
@@ -107,6 +108,9 @@ def _snapshot(visit: Visit) -> dict[str, object]:
 
 def plan_visits(session: Session, actor: Actor, participant: Participant) -> list[Visit]:
     """Every visit of the schedule, dated from the baseline in the participant's days."""
+    session.execute(
+        select(Study.id).where(Study.id == participant.study_id).with_for_update(read=True)
+    )
     definitions = session.scalars(
         select(VisitDefinition)
         .where(VisitDefinition.study_id == participant.study_id)
