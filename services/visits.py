@@ -91,9 +91,29 @@ def visible_visits(actor: Actor) -> Select[tuple[Visit]]:
     return query.where(false())
 
 
-def _subject(visit: Visit) -> audit.Subject:
-    return audit.Subject(
-        study_id=visit.study_id, site_id=visit.site_id, participant_id=visit.participant_id
+def _record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    visit: Visit,
+    *,
+    before: dict[str, object] | None = None,
+    after: dict[str, object] | None = None,
+    reason: str | None = None,
+) -> None:
+    """One audit event about a visit, in its participant's chain."""
+    audit.record(
+        session,
+        actor,
+        action,
+        entity_type="visit",
+        entity_id=visit.id,
+        subject=audit.Subject(
+            study_id=visit.study_id, site_id=visit.site_id, participant_id=visit.participant_id
+        ),
+        before=before,
+        after=_snapshot(visit) if after is None else after,
+        reason=reason,
     )
 
 
@@ -257,24 +277,13 @@ def book(
             session.flush()
     except IntegrityError as exc:  # the exclusion constraint: a concurrent booking won
         raise Conflict("the nurse was booked for an overlapping time meanwhile") from exc
-    audit.record(
-        session,
-        actor,
-        "visit.schedule",
-        entity_type="visit",
-        entity_id=visit.id,
-        subject=_subject(visit),
-        before=before,
-        after=_snapshot(visit),
-    )
+    _record(session, actor, "visit.schedule", visit, before=before)
     if deviation:
-        audit.record(
+        _record(
             session,
             actor,
             "visit.protocol_deviation",
-            entity_type="visit",
-            entity_id=visit.id,
-            subject=_subject(visit),
+            visit,
             reason=deviation,
             after={
                 "window_start": visit.window_start.isoformat(),
@@ -333,17 +342,7 @@ def transition(
         visit.cancel_reason = reason
     visit.status = status.value
     session.flush()
-    audit.record(
-        session,
-        actor,
-        f"visit.{status.value}",
-        entity_type="visit",
-        entity_id=visit.id,
-        subject=_subject(visit),
-        before=before,
-        after=_snapshot(visit),
-        reason=reason,
-    )
+    _record(session, actor, f"visit.{status.value}", visit, before=before, reason=reason)
     return visit
 
 
@@ -358,17 +357,7 @@ def cancel_future(session: Session, actor: Actor, participant: Participant, reas
     for visit in open_visits:
         before = _snapshot(visit)
         visit.status, visit.cancel_reason = VisitStatus.CANCELLED.value, reason
-        audit.record(
-            session,
-            actor,
-            "visit.cancelled",
-            entity_type="visit",
-            entity_id=visit.id,
-            subject=_subject(visit),
-            before=before,
-            after=_snapshot(visit),
-            reason=reason,
-        )
+        _record(session, actor, "visit.cancelled", visit, before=before, reason=reason)
     session.flush()
     return len(open_visits)
 
@@ -396,15 +385,12 @@ def mark_missed(session: Session, actor: Actor, now: dt.datetime | None = None) 
         before = _snapshot(visit)
         visit.status = VisitStatus.MISSED.value
         missed += 1
-        audit.record(
+        _record(
             session,
             actor,
             "visit.missed",
-            entity_type="visit",
-            entity_id=visit.id,
-            subject=_subject(visit),
+            visit,
             before=before,
-            after=_snapshot(visit),
             reason="the visit window closed without a visit",
         )
     session.flush()
@@ -425,6 +411,8 @@ def my_visits(session: Session, actor: Actor, start: dt.datetime, end: dt.dateti
         visible_visits(actor)
         .where(Visit.start_at >= start, Visit.start_at < end)
         .where(or_(Visit.status.in_(_BUSY), Visit.status == VisitStatus.COMPLETED))
-        .options(joinedload(Visit.participant).joinedload(Participant.user))
+        .options(
+            joinedload(Visit.participant).joinedload(Participant.user), joinedload(Visit.nurse)
+        )
     )
     return list(session.scalars(query.order_by(Visit.start_at)))

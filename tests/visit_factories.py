@@ -8,8 +8,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from consent.models import ConsentDocument, DocumentStatus
 from services import enrolment, nurses, people, schedule
@@ -18,6 +20,7 @@ from services.models import Study, User, Visit, VisitDefinition
 from tests.factories import (
     Patient,
     World,
+    headers_for,
     make_complete_consent,
     make_consent_document,
 )
@@ -130,3 +133,15 @@ def enrolled_with_visits(
 
 def coordinator_actor(db: Session, coordinator: User) -> Actor:
     return people.actor_for(db, coordinator, "factory")
+
+
+def book_via_api(
+    client: FlaskClient, coordinator: User, visit: Visit, nurse: User, start: dt.datetime
+) -> TestResponse:
+    """Book a visit for its own duration through POST /visits/{id}/schedule."""
+    end = start + dt.timedelta(minutes=visit.duration_minutes)
+    return client.post(
+        f"/api/v1/visits/{visit.id}/schedule",
+        json={"nurse_id": str(nurse.id), "start": start.isoformat(), "end": end.isoformat()},
+        headers=headers_for(client, coordinator),
+    )

@@ -10,17 +10,17 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, current_app, url_for
 from flask.views import MethodView
-from sqlalchemy import select
 
 from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, documents_errors, protected
-from api.resources.schemas import EntitySchema, With
+from api.resources.schemas import EntitySchema
+from api.resources.visits import nurse_name_of
 from services import calendar_feed, slots, visits
 from services.actor import Role
 from services.db import utcnow
-from services.models import User
+from services.models import Visit
 
 blp = Blueprint(
     "my_visits",
@@ -128,7 +128,9 @@ class MyVisitSchema(EntitySchema):
         attribute="participant.user.phone", allow_none=True, metadata={"description": "nurse only"}
     )
     procedures = ma.fields.List(ma.fields.String(), metadata={"description": "nurse only"})
-    nurse_name = ma.fields.String(allow_none=True, metadata={"description": "patient only"})
+    nurse_name = ma.fields.Function(
+        nurse_name_of, allow_none=True, metadata={"description": "patient only"}
+    )
 
     @ma.post_dump
     def _for_role(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
@@ -143,21 +145,12 @@ class MyVisits(MethodView):
     @protected(blp, 403)
     @blp.arguments(MyVisitsQuerySchema, location="query", as_kwargs=True)
     @blp.response(200, MyVisitSchema(many=True))
-    def get(self, start: dt.datetime, end: dt.datetime) -> list[With]:
+    def get(self, start: dt.datetime, end: dt.datetime) -> list[Visit]:
         """A nurse's visits (their day: subject code, address, phone, procedures) or a
         patient's own upcoming visits (with the nurse's name), booked, under way or done,
         starting between `from` (default now) and `to` (default 7 days later, at most
         62), ordered by start. Times need an offset: naive ones answer 422."""
-        actor = current_actor()
-        session = db_session()
-        found = visits.my_visits(session, actor, start, end)
-        if actor.role != Role.PATIENT:
-            return [With(visit) for visit in found]
-        nurse_ids = {visit.nurse_id for visit in found if visit.nurse_id}
-        names = dict(
-            session.execute(select(User.id, User.full_name).where(User.id.in_(nurse_ids))).all()
-        )
-        return [With(visit, {"nurse_name": names.get(visit.nurse_id)}) for visit in found]
+        return visits.my_visits(db_session(), current_actor(), start, end)
 
 
 # --- the calendar feed -------------------------------------------------------------

@@ -17,7 +17,7 @@ from api.openapi import Blueprint, protected
 from services import visits
 from services.access import get_visible, sees_identity
 from services.actor import Role
-from services.models import User, Visit, VisitStatus
+from services.models import Visit, VisitStatus
 
 blp = Blueprint(
     "visits", __name__, url_prefix="/api/v1/visits", description="Booking and visit life cycle"
@@ -46,6 +46,11 @@ PSEUDONYMOUS_FIELDS = (
 HIDDEN_FROM_PATIENT = ("nurse_id", "notes", "check_in_location", "deviation_reason")
 
 
+def nurse_name_of(visit: Visit) -> str | None:
+    """The booked nurse's name (null before booking), for patients' views."""
+    return visit.nurse.full_name if visit.nurse else None
+
+
 class VisitSchema(ma.Schema):
     id = ma.fields.UUID()
     participant_id = ma.fields.UUID()
@@ -71,7 +76,7 @@ class VisitSchema(ma.Schema):
         }
     )
     nurse_id = ma.fields.UUID(allow_none=True)
-    nurse_name = ma.fields.Method("_nurse_name", allow_none=True)
+    nurse_name = ma.fields.Function(nurse_name_of, allow_none=True)
     start_at = UtcDateTime(allow_none=True)
     end_at = UtcDateTime(allow_none=True)
     deviation_reason = ma.fields.String(
@@ -86,10 +91,6 @@ class VisitSchema(ma.Schema):
     cancel_reason = ma.fields.String(allow_none=True)
     address = ma.fields.String(attribute="participant.address", allow_none=True)
     phone = ma.fields.String(attribute="participant.user.phone", allow_none=True)
-
-    def _nurse_name(self, visit: Visit) -> str | None:
-        nurse = db_session().get(User, visit.nurse_id) if visit.nurse_id else None
-        return nurse.full_name if nurse else None
 
     @ma.post_dump
     def _for_role(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from services.crypto import EncryptedText
 from services.db import Base, UtcDateTime, created_now, uuid_pk
 from services.models.participant import Participant
+from services.models.user import User
 
 
 class VisitStatus(StrEnum):
@@ -102,6 +103,7 @@ class Visit(Base):
     created_at: Mapped[created_now]
 
     participant: Mapped[Participant] = relationship()
+    nurse: Mapped[User | None] = relationship(foreign_keys=[nurse_id])
 
 
 class NurseProfile(Base):

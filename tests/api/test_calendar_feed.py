@@ -19,7 +19,7 @@ from services.actor import Role
 from services.models import NurseProfile, User, Visit
 from tests.checks import assert_problem, audit_events
 from tests.factories import World, headers_for, make_participant, make_staff, user_of
-from tests.visit_factories import enrolled_with_visits, make_nurse_ready
+from tests.visit_factories import book_via_api, enrolled_with_visits, make_nurse_ready
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 EVERY_DAY = tuple({"weekday": d, "start": "08:00", "end": "18:00"} for d in range(7))
@@ -49,15 +49,7 @@ def events(response: TestResponse) -> dict[str, icalendar.Event]:
 
 
 def book(client: FlaskClient, world: World, visit: Visit, nurse: User, start: dt.datetime) -> None:
-    response = client.post(
-        f"/api/v1/visits/{visit.id}/schedule",
-        json={
-            "nurse_id": str(nurse.id),
-            "start": start.isoformat(),
-            "end": (start + dt.timedelta(minutes=visit.duration_minutes)).isoformat(),
-        },
-        headers=headers_for(client, world.coordinator_a),
-    )
+    response = book_via_api(client, world.coordinator_a, visit, nurse, start)
     assert response.status_code == 200, response.get_json()
 
 

@@ -14,7 +14,7 @@ from services.actor import Role
 from services.models import User, Visit
 from tests.checks import assert_problem
 from tests.factories import World, headers_for, make_participant, make_staff, user_of
-from tests.visit_factories import enrolled_with_visits, make_nurse_ready
+from tests.visit_factories import book_via_api, enrolled_with_visits, make_nurse_ready
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 EVERY_DAY = tuple({"weekday": d, "start": "08:00", "end": "18:00"} for d in range(7))
@@ -33,15 +33,7 @@ def my_visits(client: FlaskClient, user: User, **query: str) -> TestResponse:
 
 def book(client: FlaskClient, world: World, visit: Visit, nurse: User, start: dt.datetime) -> None:
     coordinator = world.coordinator_a if visit.site_id == world.site_a.id else world.coordinator_b
-    response = client.post(
-        f"/api/v1/visits/{visit.id}/schedule",
-        json={
-            "nurse_id": str(nurse.id),
-            "start": start.isoformat(),
-            "end": (start + dt.timedelta(minutes=visit.duration_minutes)).isoformat(),
-        },
-        headers=headers_for(client, coordinator),
-    )
+    response = book_via_api(client, coordinator, visit, nurse, start)
     assert response.status_code == 200, response.get_json()
 
 

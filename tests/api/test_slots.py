@@ -17,6 +17,7 @@ from tests.checks import assert_problem
 from tests.factories import World, headers_for, make_participant, make_staff, user_of
 from tests.visit_factories import (
     OFFICE_HOURS,
+    book_via_api,
     define_schedule,
     enrolled_with_visits,
     make_nurse_ready,
@@ -48,12 +49,7 @@ def starts(found: list[dict], nurse: User | None = None) -> list[str]:
 
 
 def book(client: FlaskClient, world: World, visit: Visit, nurse: User, start: dt.datetime):
-    end = start + dt.timedelta(minutes=visit.duration_minutes)
-    return client.post(
-        f"/api/v1/visits/{visit.id}/schedule",
-        json={"nurse_id": str(nurse.id), "start": start.isoformat(), "end": end.isoformat()},
-        headers=headers_for(client, world.coordinator_a),
-    )
+    return book_via_api(client, world.coordinator_a, visit, nurse, start)
 
 
 def new_nurse(db: Session, world: World, site: str = "site_a") -> User:
