@@ -1,6 +1,15 @@
 """Every mapped class, imported here so Alembic and the app see one complete metadata."""
 
 from services.models.audit import AuditChainHead, AuditEvent, AuditSeal
+from services.models.epro import (
+    EproInstance,
+    EproResponse,
+    InstanceStatus,
+    Questionnaire,
+    QuestionnaireStatus,
+    ResponseStatus,
+    Timeliness,
+)
 from services.models.identity import ActivationCode, AuthSession, RefreshToken
 from services.models.participant import ConsentState, Participant, ParticipantStatus
 from services.models.study import Site, Study
@@ -24,13 +33,20 @@ __all__ = [
     "AuthSession",
     "ConsentState",
     "Delegation",
+    "EproInstance",
+    "EproResponse",
+    "InstanceStatus",
     "NurseProfile",
     "NurseTimeOff",
     "Participant",
     "ParticipantStatus",
+    "Questionnaire",
+    "QuestionnaireStatus",
     "RefreshToken",
+    "ResponseStatus",
     "Site",
     "Study",
+    "Timeliness",
     "User",
     "Visit",
     "VisitDefinition",
