@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from consent.models import Consent, ConsentStatus
 from consent.records import get_consent
-from services import audit, identity, visits
+from services import audit, epro_plan, identity, visits
 from services.access import require_role
 from services.actor import Actor, Role
 from services.db import utcnow
@@ -79,6 +79,7 @@ def withdraw(
     if request.scope == "all":
         _withdraw_all(consent, participant, request, now)
         visits.cancel_future(session, actor, participant, "consent withdrawn")
+        epro_plan.cancel_future(session, actor, participant, "consent withdrawn")
     elif request.scope == "contact":
         if consent.contact_withdrawn_at:
             raise Conflict("contact was already withdrawn")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from services import audit, visits
+from services import audit, epro_plan, visits
 from services.actor import Actor
 from services.db import utcnow
 from services.models import AuthSession
@@ -29,3 +31,8 @@ def purge_expired_sessions(session: Session, _actor: Actor) -> str:
 def mark_missed_visits(session: Session, actor: Actor) -> str:
     """Open visits whose window has closed in the participant's zone become missed."""
     return f"{visits.mark_missed(session, actor)} visits missed"
+
+
+def close_epro_windows(session: Session, actor: Actor, *, grace: dt.timedelta) -> str:
+    """Unanswered ePRO instances whose window and grace have passed become missed."""
+    return f"{epro_plan.close_windows(session, actor, grace=grace)} ePRO instances missed"

@@ -9,10 +9,12 @@ database.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -53,6 +55,14 @@ def job_specs(settings: dict) -> list[JobSpec]:
         JobSpec("audit-seal", housekeeping.seal_audit_trail, settings["DCT_AUDIT_SEAL_MINUTES"]),
         JobSpec("purge-expired-sessions", housekeeping.purge_expired_sessions, 60),
         JobSpec("mark-missed-visits", housekeeping.mark_missed_visits, 60),
+        JobSpec(
+            "close-epro-windows",
+            partial(
+                housekeeping.close_epro_windows,
+                grace=dt.timedelta(minutes=settings["DCT_EPRO_GRACE_MINUTES"]),
+            ),
+            5,
+        ),
     ]
 
 

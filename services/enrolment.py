@@ -1,4 +1,4 @@
-"""Enrolment: from a complete consent to a participant with planned visits."""
+"""Enrolment: from a complete consent to a participant with planned visits and ePRO."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from services import audit, visits
+from services import audit, epro_plan, visits
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
 from services.consent_gate import require_current_consent
@@ -30,6 +30,7 @@ def enroll(
     participant.baseline_date = baseline_date
     session.flush()
     visits.plan_visits(session, actor, participant)
+    epro_plan.plan_participant(session, actor, participant)
     audit.record(
         session,
         actor,

@@ -20,7 +20,7 @@ from sqlalchemy import Select, false, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from services import audit, nurses
+from services import audit, epro_plan, nurses
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
 from services.consent_gate import require_current_consent
@@ -278,6 +278,7 @@ def book(
     except IntegrityError as exc:  # the exclusion constraint: a concurrent booking won
         raise Conflict("the nurse was booked for an overlapping time meanwhile") from exc
     _record(session, actor, "visit.schedule", visit, before=before)
+    epro_plan.follow_visit(session, actor, visit)
     if deviation:
         _record(
             session,
@@ -343,6 +344,8 @@ def transition(
     visit.status = status.value
     session.flush()
     _record(session, actor, f"visit.{status.value}", visit, before=before, reason=reason)
+    if status == VisitStatus.CANCELLED:
+        epro_plan.follow_visit(session, actor, visit)
     return visit
 
 

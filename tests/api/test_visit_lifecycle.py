@@ -375,8 +375,8 @@ def test_another_patient_does_not_see_the_visit(client, world, scheduled):
 SYSTEM = Actor.system("test")
 
 
-def test_the_missed_visit_job_is_registered_hourly():
-    (spec,) = [s for s in job_specs({"DCT_AUDIT_SEAL_MINUTES": 60}) if s.id == "mark-missed-visits"]
+def test_the_missed_visit_job_is_registered_hourly(app):
+    (spec,) = [s for s in job_specs(app.config) if s.id == "mark-missed-visits"]
 
     assert (spec.func, spec.minutes) == (housekeeping.mark_missed_visits, 60)
 
