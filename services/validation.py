@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
@@ -35,8 +36,14 @@ def email_normalised(raw: str, *, field: str = "email") -> str:
     return value
 
 
+@cache
+def _zone_names() -> frozenset[str]:
+    """Read from the tz database once: a phone sends its zone with every submission."""
+    return frozenset(available_timezones())
+
+
 def timezone_name(raw: str, *, field: str = "timezone") -> str:
-    if raw not in available_timezones():
+    if raw not in _zone_names():
         raise Invalid(
             "unknown time zone",
             errors={field: [f"{raw!r} is not an IANA time zone such as Europe/Brussels"]},

@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
-from alembic import command
 from flask import Flask
-from sqlalchemy import Engine, make_url, select, text, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.cli import alembic_config
 from services.actor import Role
-from services.db import make_engine
 from services.models import User, Visit
+from tests.concurrency import at_once, fresh_postgres_database, wait_until_blocked
 from tests.factories import headers_for, make_participant, make_staff, make_world
 from tests.visit_factories import enrolled_with_visits, make_nurse_ready
 
@@ -35,21 +30,10 @@ MONDAY_9 = dt.datetime(2026, 3, 16, 8, tzinfo=dt.UTC)  # 09:00 in Brussels, V1's
 
 @pytest.fixture(scope="module")
 def race_url(database_url: str) -> Iterator[str]:
-    url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("concurrency is enforced by PostgreSQL's exclusion constraint")
-    name = f"dct_race_{uuid.uuid4().hex[:12]}"
-    server = make_engine(url.set(database="postgres").render_as_string(hide_password=False))
-    with server.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    fresh = url.set(database=name).render_as_string(hide_password=False)
-    try:
-        command.upgrade(alembic_config(fresh), "head")
-        yield fresh
-    finally:
-        with server.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        server.dispose()
+    with fresh_postgres_database(
+        database_url, "dct_race", "concurrency is enforced by PostgreSQL's exclusion constraint"
+    ) as url:
+        yield url
 
 
 @dataclass
@@ -78,18 +62,6 @@ def rivals(race_app: Flask) -> Rivals:
         second = enrolled_with_visits(db, world, neighbour)[0]
         db.commit()
     return Rivals(nurse, (world.coordinator_a, second_coordinator), (first, second))
-
-
-def at_once(*calls: Callable[[], T]) -> list[T]:
-    """Run the calls in threads released together by a barrier; results in call order."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], T]) -> T:
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def booked(engine: Engine, nurse: User) -> list[Visit]:
@@ -138,22 +110,6 @@ def schedule_directly(db: Session, visit: Visit, nurse: User, start: dt.datetime
             busy_until=start + dt.timedelta(hours=1, minutes=30),
         )
     )
-
-
-def wait_until_blocked(engine: Engine, pid: int) -> None:
-    """Until the backend `pid` waits for a lock (the other transaction), or fail."""
-    deadline = time.monotonic() + 30
-    with engine.connect() as conn:
-        while time.monotonic() < deadline:
-            waiting = conn.execute(
-                text("SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted"),
-                {"pid": pid},
-            ).scalar()
-            conn.rollback()
-            if waiting:
-                return
-            time.sleep(0.01)
-    pytest.fail("the second booking never waited for the first")
 
 
 def test_without_the_app_lock_the_database_refuses_the_overlap(race_app, rivals):
