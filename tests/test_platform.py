@@ -67,6 +67,17 @@ CONTRACT = {
     ("post", "/api/v1/me/calendar-token"),
     ("delete", "/api/v1/me/calendar-token"),
     ("get", "/api/v1/me/visits.ics"),
+    # ePRO
+    ("post", "/api/v1/studies/{}/questionnaires"),
+    ("get", "/api/v1/studies/{}/questionnaires"),
+    ("post", "/api/v1/questionnaires/{}/publish"),
+    ("get", "/api/v1/questionnaires/{}"),
+    ("get", "/api/v1/me/epro/due"),
+    ("post", "/api/v1/epro/responses"),
+    ("post", "/api/v1/epro/responses/batch"),
+    ("get", "/api/v1/participants/{}/epro/responses"),
+    ("get", "/api/v1/epro/responses/{}"),
+    ("get", "/api/v1/studies/{}/reports/epro-compliance"),
 }
 PUBLIC = {
     "/healthz",
