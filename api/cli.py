@@ -14,7 +14,7 @@ from werkzeug.serving import run_simple
 
 from api.db import database
 from consent import demo as consent_demo
-from services import audit, bootstrap, demo, demo_visits
+from services import audit, bootstrap, demo, demo_epro, demo_visits
 from services.actor import Role
 from services.errors import DomainError
 
@@ -102,6 +102,7 @@ def demo_seed() -> None:
     with database().sessions() as session:
         logins = demo.seed(session)
         demo_visits.seed_schedule_and_nurses(session)
+        demo_epro.seed_questionnaires(session)
         consent_demo.seed(session)
         demo_visits.book_first_visit(session)
         session.commit()

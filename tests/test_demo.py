@@ -1,0 +1,34 @@
+"""`make run`'s demo data: seeded twice without change, and alive for a new user."""
+
+from __future__ import annotations
+
+from services.demo import DEMO_PASSWORD
+
+
+def test_the_demo_seed_is_idempotent_and_gives_the_patient_a_questionnaire_to_answer(
+    make_app, tmp_path
+):
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}")
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    for _ in range(2):
+        result = runner.invoke(args=["demo", "seed"])
+        assert result.exit_code == 0, result.output
+    client = app.test_client()
+    login = client.post(
+        "/api/v1/auth/login",
+        json={"email": "jan.janssens@demo.dct.example", "password": DEMO_PASSWORD},
+    )
+    headers = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
+
+    due = client.get("/api/v1/me/epro/due", headers=headers).get_json()["instances"]
+
+    assert [(i["code"], i["state"]) for i in due if i["state"] == "open"] == [
+        ("QOL-BASELINE", "open")
+    ]
+    assert "HF-DIARY" in {i["code"] for i in due}
+    questionnaire = client.get(
+        f"/api/v1/questionnaires/{due[0]['questionnaire_id']}", headers=headers
+    )
+    assert questionnaire.status_code == 200
+    assert questionnaire.get_json()["language"] == "nl"
