@@ -1,6 +1,6 @@
 """ePRO questionnaire definitions: drafted, published (frozen from then on), superseded
-by the next published version of the same code; read in one language, exported as a
-FHIR R4 Questionnaire.
+by the next published version of the same code; read in one language (the FHIR export
+is built by `services.epro_fhir`).
 
 The whole definition is checked here rather than by the API schema, so the author gets
 every problem at once, keyed by its path (`items.2.options`, `schedule.window.closes`),
@@ -85,34 +85,6 @@ _SCHEDULE_FIELDS = {
     "visit": ("visit_code", "offset_days"),
 }
 _WINDOW_FIELDS = frozenset({"opens", "closes", "close_after_days"})
-
-FHIR_STATUS = {
-    QuestionnaireStatus.DRAFT.value: "draft",
-    QuestionnaireStatus.PUBLISHED.value: "active",
-    QuestionnaireStatus.SUPERSEDED.value: "retired",
-}
-FHIR_TYPE = {
-    "single_choice": "choice",
-    "multiple_choice": "choice",
-    "integer": "integer",
-    "decimal": "decimal",
-    "nrs": "integer",
-    "vas": "decimal",
-    "boolean": "boolean",
-    "date": "date",
-    "text": "text",
-}
-# The suffix of `answer[x]` / `value[x]` for a FHIR item type's answers.
-_FHIR_VALUE = {
-    "integer": "Integer",
-    "decimal": "Decimal",
-    "boolean": "Boolean",
-    "date": "Date",
-    "text": "String",
-}
-FHIR_MIN_VALUE = "http://hl7.org/fhir/StructureDefinition/minValue"
-FHIR_MAX_VALUE = "http://hl7.org/fhir/StructureDefinition/maxValue"
-FHIR_TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
 
 
 @dataclass(frozen=True)
@@ -636,24 +608,33 @@ def languages_of(questionnaire: Questionnaire) -> list[str]:
     return sorted(questionnaire.title)
 
 
+def _preferred(session: Session, questionnaire: Questionnaire, locale: str | None) -> str:
+    """The reader's locale when the version has it, else the study's first language
+    that it has."""
+    available = languages_of(questionnaire)
+    if locale in available:
+        return locale
+    study = session.get(Study, questionnaire.study_id)
+    return next((lang for lang in study.languages if lang in available), available[0])
+
+
 def _language(
     session: Session, actor: Actor, questionnaire: Questionnaire, requested: str | None
 ) -> str:
-    """The language asked for, else the caller's own, else the study's first that the
-    questionnaire has."""
+    """The language asked for, else as `_preferred` chooses for the caller."""
+    if requested is None:
+        user = session.get(User, actor.user_id) if actor.user_id else None
+        return _preferred(session, questionnaire, user.locale if user else None)
     available = languages_of(questionnaire)
-    if requested is not None:
-        language = language_code(requested, field="lang")
-        if language not in available:
-            raise Invalid(
-                "language", errors={"lang": [f"this version is in {', '.join(available)}"]}
-            )
-        return language
-    user = session.get(User, actor.user_id) if actor.user_id else None
-    if user is not None and user.locale in available:
-        return user.locale
-    study = session.get(Study, questionnaire.study_id)
-    return next((lang for lang in study.languages if lang in available), available[0])
+    language = language_code(requested, field="lang")
+    if language not in available:
+        raise Invalid("language", errors={"lang": [f"this version is in {', '.join(available)}"]})
+    return language
+
+
+def title_in(session: Session, questionnaire: Questionnaire, locale: str | None) -> str:
+    """The title a reader with this locale sees, chosen as the questionnaire is."""
+    return questionnaire.title[_preferred(session, questionnaire, locale)]
 
 
 def _item_in(item: Item, language: str) -> Item:
@@ -688,113 +669,13 @@ def get_questionnaire(
     return render(questionnaire, _language(session, actor, questionnaire, lang))
 
 
-# --- FHIR R4 ---------------------------------------------------------------------------
-
-
-def _translations(texts: dict[str, str], language: str) -> dict[str, Any] | None:
-    """The other languages' texts as FHIR translation extensions of a string element."""
-    others = [other for other in sorted(texts) if other != language]
-    if not others:
-        return None
-    return {
-        "extension": [
-            {
-                "url": FHIR_TRANSLATION,
-                "extension": [
-                    {"url": "lang", "valueCode": other},
-                    {"url": "content", "valueString": texts[other]},
-                ],
-            }
-            for other in others
-        ]
-    }
-
-
-def _put_text(target: dict[str, Any], name: str, texts: dict[str, str], language: str) -> None:
-    target[name] = texts[language]
-    translations = _translations(texts, language)
-    if translations:
-        target[f"_{name}"] = translations
-
-
-def _coding(option: dict[str, Any], language: str) -> dict[str, Any]:
-    coding: dict[str, Any] = {"code": option["value"]}
-    _put_text(coding, "display", option["text"], language)
-    return coding
-
-
-def _fhir_bounds(item: Item) -> list[dict[str, Any]]:
-    kind = item["type"]
-    if kind not in FIXED_BOUNDS and kind not in BOUNDED_TYPES:
-        return []
-    low, high = FIXED_BOUNDS.get(kind) or (item["min"], item["max"])
-    key = f"value{_FHIR_VALUE[FHIR_TYPE[kind]]}"
-    return [{"url": FHIR_MIN_VALUE, key: low}, {"url": FHIR_MAX_VALUE, key: high}]
-
-
-def _fhir_condition(item: Item, sources: dict[str, Item], language: str) -> dict[str, Any]:
-    """FHIR's "=" on a repeating (multiple_choice) question holds when any answer
-    matches, which is our "includes"."""
-    source_id, equals = item["enable_when"]["item"], item["enable_when"]["equals"]
-    source = sources[source_id]
-    condition: dict[str, Any] = {"question": source_id, "operator": "="}
-    if source["type"] in CHOICE_TYPES:
-        option = next(o for o in source["options"] if o["value"] == equals)
-        condition["answerCoding"] = {"code": equals, "display": option["text"][language]}
-    else:
-        condition[f"answer{_FHIR_VALUE[FHIR_TYPE[source['type']]]}"] = equals
-    return condition
-
-
-def _fhir_item(item: Item, sources: dict[str, Item], language: str) -> dict[str, Any]:
-    kind = item["type"]
-    entry: dict[str, Any] = {"linkId": item["link_id"]}
-    _put_text(entry, "text", item["text"], language)
-    entry["type"] = FHIR_TYPE[kind]
-    entry["required"] = item["required"]
-    if kind == "multiple_choice":
-        entry["repeats"] = True
-    if kind in CHOICE_TYPES:
-        entry["answerOption"] = [
-            {"valueCoding": _coding(option, language)} for option in item["options"]
-        ]
-    if kind == "text":
-        entry["maxLength"] = item["max_length"]
-    bounds = _fhir_bounds(item)
-    if bounds:
-        entry["extension"] = bounds
-    if "enable_when" in item:
-        entry["enableWhen"] = [_fhir_condition(item, sources, language)]
-    return entry
-
-
-def to_fhir(questionnaire: Questionnaire, language: str) -> dict[str, Any]:
-    """The version as a FHIR R4 Questionnaire, texts in `language` and the other
-    languages as translation extensions."""
-    sources = {item["link_id"]: item for item in questionnaire.items}
-    resource: dict[str, Any] = {
-        "resourceType": "Questionnaire",
-        "id": str(questionnaire.id),
-        "language": language,
-        "url": f"urn:uuid:{questionnaire.id}",
-        "identifier": [{"value": questionnaire.code}],
-        "version": questionnaire.version,
-        "status": FHIR_STATUS[questionnaire.status],
-        "subjectType": ["Patient"],
-    }
-    _put_text(resource, "title", questionnaire.title, language)
-    if questionnaire.published_at is not None:
-        published = questionnaire.published_at.isoformat(timespec="seconds")
-        resource["date"] = published.replace("+00:00", "Z")
-    resource["item"] = [_fhir_item(item, sources, language) for item in questionnaire.items]
-    return resource
-
-
-def fhir_questionnaire(
+def exportable(
     session: Session, actor: Actor, questionnaire_id: uuid.UUID, lang: str | None = None
-) -> dict[str, Any]:
+) -> tuple[Questionnaire, str]:
+    """A version for another system (study staff only) and the language its texts are
+    exported in, chosen as for reading it."""
     require_role(actor, Role.ADMIN, Role.COORDINATOR, Role.NURSE, Role.MONITOR)
     questionnaire = get_visible(
         session, visible_questionnaires(actor), questionnaire_id, "questionnaire"
     )
-    return to_fhir(questionnaire, _language(session, actor, questionnaire, lang))
+    return questionnaire, _language(session, actor, questionnaire, lang)

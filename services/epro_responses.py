@@ -1,4 +1,5 @@
-"""ePRO responses: offline-safe submission, staff corrections, reads and FHIR export.
+"""ePRO responses: offline-safe submission, staff corrections, reads and FHIR export
+(built by `services.epro_fhir`).
 
 A phone may send one submission many times (retries, offline sync): its `client_id`
 makes every repeat answer the original record, and it is checked before anything that
@@ -20,7 +21,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import audit, validation
+from services import audit, epro_fhir, validation
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
 from services.consent_gate import require_current_consent
@@ -475,81 +476,13 @@ def contexts(session: Session, responses: Sequence[EproResponse]) -> dict[uuid.U
     }
 
 
-# --- FHIR R4 QuestionnaireResponse ---------------------------------------------
-
-_FHIR_VALUE = {
-    "single_choice": "valueCoding",
-    "multiple_choice": "valueCoding",
-    "integer": "valueInteger",
-    "nrs": "valueInteger",
-    "decimal": "valueDecimal",
-    "vas": "valueDecimal",
-    "boolean": "valueBoolean",
-    "date": "valueDate",
-    "text": "valueString",
-}
-_FHIR_AUTHOR = {
-    Role.NURSE.value: "nurse entering for the participant during a visit",
-    Role.COORDINATOR.value: "study coordinator correcting the response",
-}
-
-
 def fhir_questionnaire_response(
     session: Session, actor: Actor, response_id: uuid.UUID
 ) -> dict[str, Any]:
-    """The response as a FHIR R4 QuestionnaireResponse: the subject by subject code and
-    staff by user id, never by name."""
+    """The response as a FHIR R4 QuestionnaireResponse, for whoever may read it."""
     response = get_response(session, actor, response_id)
-    questionnaire = session.get(Questionnaire, response.questionnaire_id)
-    subject = {"identifier": {"value": contexts(session, [response])[response.id].subject_code}}
-    resource: dict[str, Any] = {
-        "resourceType": "QuestionnaireResponse",
-        "id": str(response.id),
-        "questionnaire": f"urn:uuid:{questionnaire.id}|{questionnaire.version}",
-        "status": _fhir_status(response),
-        "subject": subject,
-        "authored": response.completed_at.isoformat().replace("+00:00", "Z"),
-        "source": {"type": "Patient", **subject},
-        "author": _fhir_author(response, subject),
-        "item": _fhir_items(questionnaire.items, response.answers),
-    }
-    if response.client_id is not None:
-        resource["identifier"] = {
-            "system": "urn:ietf:rfc:3986",
-            "value": f"urn:uuid:{response.client_id}",
-        }
-    return resource
-
-
-def _fhir_status(response: EproResponse) -> str:
-    if response.status == ResponseStatus.DECLINED:
-        return "stopped"
-    return "amended" if response.version > 1 else "completed"
-
-
-def _fhir_author(response: EproResponse, subject: dict[str, Any]) -> dict[str, Any]:
-    if response.originator == Role.PATIENT.value:
-        return {"type": "Patient", **subject}
-    return {
-        "type": "Practitioner",
-        "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{response.entered_by}"},
-        "display": _FHIR_AUTHOR[response.originator],
-    }
-
-
-def _fhir_items(items: list[dict[str, Any]], answers: list[dict[str, Any]]) -> list[dict]:
-    """Answered items in the questionnaire's order."""
-    values = _answer_values(answers)
-    return [
-        {"linkId": item["link_id"], "answer": _fhir_answers(item, values[item["link_id"]])}
-        for item in items
-        if item["link_id"] in values
-    ]
-
-
-def _fhir_answers(item: dict[str, Any], value: Any) -> list[dict[str, Any]]:
-    key = _FHIR_VALUE[item["type"]]
-    if key == "valueCoding":
-        chosen = value if isinstance(value, list) else [value]
-        return [{key: {"code": code}} for code in chosen]
-    return [{key: value}]
+    return epro_fhir.questionnaire_response(
+        response,
+        session.get(Questionnaire, response.questionnaire_id),
+        contexts(session, [response])[response.id].subject_code,
+    )

@@ -2,7 +2,9 @@
 
 Planned visits copy what they need from their definition at enrolment, so a
 definition in use may still be renamed or get other procedures, but its day and
-window (which dated those visits) may not change, and it may not be removed.
+window (which dated those visits) may not change, and it may not be removed. Nor may
+a definition that a published ePRO questionnaire is scheduled at: its version is
+frozen, so it could never be planned again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from services import audit
 from services.access import get_visible, require_role, visible_studies
 from services.actor import Actor, Role
 from services.errors import Conflict, Invalid
-from services.models import Study, Visit, VisitDefinition
+from services.models import Questionnaire, QuestionnaireStatus, Study, Visit, VisitDefinition
 
 LOCATIONS = ("home", "site")
 MIN_DURATION, MAX_DURATION = 5, 720
@@ -115,11 +117,30 @@ def get_definitions(session: Session, actor: Actor, study_id: uuid.UUID) -> list
     return _ordered(session, study.id)
 
 
+def _questionnaire_refusals(session: Session, study_id: uuid.UUID, removed: set[str]) -> list[str]:
+    """Drafts are not counted: publishing one checks its visit against the schedule."""
+    published = session.execute(
+        select(Questionnaire.code, Questionnaire.version, Questionnaire.schedule)
+        .where(
+            Questionnaire.study_id == study_id,
+            Questionnaire.status == QuestionnaireStatus.PUBLISHED.value,
+        )
+        .order_by(Questionnaire.code, Questionnaire.version)
+    )
+    return [
+        f"{schedule['visit_code']} cannot be removed: published questionnaire {code} "
+        f"{version} is scheduled at it"
+        for code, version, schedule in published
+        if schedule.get("visit_code") in removed
+    ]
+
+
 def put_definitions(
     session: Session, actor: Actor, study_id: uuid.UUID, definitions: Sequence[Definition]
 ) -> list[VisitDefinition]:
     """Replace the study's schedule: codes absent are removed, new codes added, the
-    others updated. A definition with visits keeps its day and window (409)."""
+    others updated. A definition with visits keeps its day and window, and neither it
+    nor one a published questionnaire is scheduled at can be removed (409)."""
     require_role(actor, Role.ADMIN, Role.COORDINATOR)
     study = _study_for_staff(session, actor, study_id)
     _validate(definitions)
@@ -149,6 +170,7 @@ def put_definitions(
             refusals.append(
                 f"{code} cannot change {', '.join(changed)}: {visits} visit(s) are planned from it"
             )
+    refusals += _questionnaire_refusals(session, study.id, current.keys() - wanted.keys())
     if refusals:
         raise Conflict("; ".join(refusals))
 

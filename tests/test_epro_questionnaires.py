@@ -10,6 +10,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.actor import Role
-from services.models import AuditEvent, EproInstance, Questionnaire
+from services.models import AuditEvent, EproInstance, Questionnaire, VisitDefinition
 from tests.checks import assert_problem, audit_events, count
 from tests.epro_factories import DAILY_EVENING, ITEMS, definition, option, texts
 from tests.factories import (
@@ -743,14 +744,13 @@ def test_a_coordinator_of_another_study_cannot_publish(client, db, world, coordi
     assert stored_status(db, created) == "draft"
 
 
+def at_visit(code: str) -> Body:
+    return {"type": "visit", "visit_code": code, "window": DAY_WINDOW}
+
+
 def test_publishing_checks_the_draft_against_the_current_schedule(client, db, world, coordinator):
     define_schedule(db, world.study, world.coordinator_a)
-    created = draft(
-        client,
-        coordinator,
-        world.study,
-        schedule={"type": "visit", "visit_code": "D28", "window": DAY_WINDOW},
-    )
+    created = draft(client, coordinator, world.study, schedule=at_visit("D28"))
     define_schedule(
         db, world.study, world.coordinator_a, [d for d in DEFAULT_SCHEDULE if d.code != "D28"]
     )
@@ -759,6 +759,27 @@ def test_publishing_checks_the_draft_against_the_current_schedule(client, db, wo
 
     assert "schedule.visit_code" in assert_problem(response, 422)["errors"]
     assert stored_status(db, created) == "draft"
+
+
+def test_a_visit_a_published_questionnaire_is_scheduled_at_cannot_be_removed(
+    client, db, world, coordinator
+):
+    define_schedule(db, world.study, world.coordinator_a)  # V1, D14, D28
+    published(client, coordinator, world.study, code="ATD28", schedule=at_visit("D28"))
+    draft(client, coordinator, world.study, code="ATD14", schedule=at_visit("D14"))
+    url = f"/api/v1/studies/{world.study.id}/visit-definitions"
+    only_v1 = [asdict(d) for d in DEFAULT_SCHEDULE if d.code == "V1"]
+
+    refused = client.put(url, json=only_v1, headers=coordinator)
+
+    assert assert_problem(refused, 409)["detail"] == (
+        "D28 cannot be removed: published questionnaire ATD28 1.0 is scheduled at it"
+    )
+    db.expire_all()
+    codes = select(VisitDefinition.code).where(VisitDefinition.study_id == world.study.id)
+    assert set(db.scalars(codes)) == {"V1", "D14", "D28"}
+    without_d14 = [asdict(d) for d in DEFAULT_SCHEDULE if d.code != "D14"]  # only a draft's
+    assert client.put(url, json=without_d14, headers=coordinator).status_code == 200
 
 
 def test_publishing_plans_the_version_for_enrolled_participants(client, db, world, coordinator):

@@ -13,7 +13,7 @@ from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
 from api.resources.schemas import EntitySchema, With
-from services import epro_plan
+from services import epro_definitions, epro_plan
 from services.db import utcnow
 from services.models import User
 
@@ -67,10 +67,11 @@ class MyDueQuestionnaires(MethodView):
         user = session.get(User, actor.user_id)
         return {
             "timezone": user.timezone,
-            "instances": [With(due, {"title": _title(due, user.locale)}) for due in items],
+            "instances": [
+                With(
+                    due,
+                    {"title": epro_definitions.title_in(session, due.questionnaire, user.locale)},
+                )
+                for due in items
+            ],
         }
-
-
-def _title(due: epro_plan.Due, locale: str) -> str:
-    titles = due.questionnaire.title
-    return titles.get(locale) or next(iter(titles.values()))

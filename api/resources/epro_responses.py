@@ -20,14 +20,12 @@ from api.errors import problem
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import EntitySchema, With
-from services import epro_responses
+from services import epro_fhir, epro_responses
 from services.db import utcnow
 from services.errors import DomainError
 from services.models import EproResponse, ResponseStatus
 
 blp = Blueprint("epro_responses", __name__, url_prefix="/api/v1", description="ePRO")
-
-FHIR_JSON = "application/fhir+json"
 
 
 class DeviceDateTime(UtcDateTime):
@@ -262,14 +260,14 @@ class EproResponseItem(MethodView):
 @blp.route("/epro/responses/<uuid:response_id>/fhir")
 class EproResponseFhir(MethodView):
     @protected(blp, 403, 404)
-    @blp.response(200, {"type": "object"}, content_type=FHIR_JSON)
+    @blp.response(200, {"type": "object"}, content_type=epro_fhir.MEDIA_TYPE)
     def get(self, response_id: uuid.UUID) -> Response:
         """The response as a FHIR R4 QuestionnaireResponse (status `amended` for a
         correction, `stopped` for a declined one); subject by subject code, no names."""
         resource = epro_responses.fhir_questionnaire_response(
             db_session(), current_actor(), response_id
         )
-        return Response(json.dumps(resource), mimetype=FHIR_JSON)
+        return Response(json.dumps(resource), mimetype=epro_fhir.MEDIA_TYPE)
 
 
 @blp.route("/epro/responses/<uuid:response_id>/corrections")

@@ -14,14 +14,13 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
-from services import epro_definitions
+from services import epro_definitions, epro_fhir
 from services.actor import Role
 from services.epro_definitions import Rendering
 from services.models import QuestionnaireStatus
 
 blp = Blueprint("questionnaires", __name__, url_prefix="/api/v1", description="ePRO")
 
-FHIR_JSON = "application/fhir+json"
 # The fields of a rendering that depend on the language; the others are the version's.
 RENDERED_FIELDS = frozenset({"language", "title", "items", "languages"})
 HIDDEN_FROM_PATIENT = ("created_by", "published_by")
@@ -279,7 +278,7 @@ class QuestionnaireFhir(MethodView):
     @blp.response(
         200,
         {"type": "object", "description": "A FHIR R4 Questionnaire resource"},
-        content_type=FHIR_JSON,
+        content_type=epro_fhir.MEDIA_TYPE,
     )
     def get(self, query: dict[str, Any], questionnaire_id: uuid.UUID) -> Response:
         """The version as a FHIR R4 Questionnaire (staff of the study).
@@ -289,7 +288,8 @@ class QuestionnaireFhir(MethodView):
         decimal bounds as the minValue and maxValue extensions; status draft, active
         (published) or retired (superseded).
         """
-        resource = epro_definitions.fhir_questionnaire(
+        questionnaire, language = epro_definitions.exportable(
             db_session(), current_actor(), questionnaire_id, query.get("lang")
         )
-        return Response(json.dumps(resource), mimetype=FHIR_JSON)
+        resource = epro_fhir.questionnaire(questionnaire, language)
+        return Response(json.dumps(resource), mimetype=epro_fhir.MEDIA_TYPE)
