@@ -15,6 +15,7 @@ from typing import TypeVar
 import pytest
 from alembic import command
 from sqlalchemy import Engine, make_url, text
+from sqlalchemy.orm import Session
 
 from api.cli import alembic_config
 from services.db import make_engine
@@ -69,3 +70,18 @@ def wait_until_blocked(engine: Engine, pid: int) -> None:
                 return
             time.sleep(0.01)
     pytest.fail("the second transaction never waited for the first")
+
+
+def while_first_holds(
+    engine: Engine, first: Session, second: Session, call: Callable[[], None]
+) -> None:
+    """Run `call` (which writes through `second`) in a thread; once `second` waits for
+    a lock `first` holds, commit `first` and let `call` finish."""
+    pid = second.execute(text("SELECT pg_backend_pid()")).scalar()
+    thread = threading.Thread(target=call)
+    thread.start()
+    try:
+        wait_until_blocked(engine, pid)
+    finally:
+        first.commit()
+        thread.join()

@@ -8,21 +8,20 @@ runs on a fresh PostgreSQL database of its own, not inside the test's transactio
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services import epro_responses, people
 from services.db import utcnow
 from services.errors import Conflict
 from services.models import AuditEvent, EproInstance, EproResponse, User
-from tests.concurrency import at_once, fresh_postgres_database, wait_until_blocked
+from tests.concurrency import at_once, fresh_postgres_database, while_first_holds
 from tests.epro_factories import ANSWERS, make_instance, make_questionnaire
 from tests.factories import headers_for, make_world
 from tests.visit_factories import enrolled_with_visits
@@ -125,7 +124,6 @@ def test_the_database_refuses_one_client_id_on_two_instances_at_once(
         epro_responses.submit(
             first, actor, submission(opened.instances[0], client_id), now=utcnow(), grace=grace
         )
-        pid = second.execute(text("SELECT pg_backend_pid()")).scalar()
 
         def other_instance() -> None:
             try:
@@ -140,13 +138,7 @@ def test_the_database_refuses_one_client_id_on_two_instances_at_once(
             except Conflict as error:
                 outcome.append(error)
 
-        thread = threading.Thread(target=other_instance)
-        thread.start()
-        try:
-            wait_until_blocked(engine, pid)
-        finally:
-            first.commit()
-            thread.join()
+        while_first_holds(engine, first, second, other_instance)
 
     (error,) = outcome
     assert isinstance(error, Conflict)

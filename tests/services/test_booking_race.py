@@ -7,20 +7,19 @@ tests run on a fresh database of their own, not inside the test's transaction.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.actor import Role
 from services.models import User, Visit
-from tests.concurrency import at_once, fresh_postgres_database, wait_until_blocked
+from tests.concurrency import at_once, fresh_postgres_database, while_first_holds
 from tests.factories import headers_for, make_participant, make_staff, make_world
 from tests.visit_factories import enrolled_with_visits, make_nurse_ready
 
@@ -118,7 +117,6 @@ def test_without_the_app_lock_the_database_refuses_the_overlap(race_app, rivals)
     outcome: list[BaseException | None] = []
     with Session(engine) as first, Session(engine) as second:
         schedule_directly(first, rivals.visits[0], rivals.nurse, MONDAY_9)
-        pid = second.execute(text("SELECT pg_backend_pid()")).scalar()
 
         def overlap() -> None:
             # 09:15 UTC: after the first visit, inside its 30 minutes' travel buffer.
@@ -130,13 +128,7 @@ def test_without_the_app_lock_the_database_refuses_the_overlap(race_app, rivals)
             except IntegrityError as error:
                 outcome.append(error)
 
-        thread = threading.Thread(target=overlap)
-        thread.start()
-        try:
-            wait_until_blocked(engine, pid)
-        finally:
-            first.commit()
-            thread.join()
+        while_first_holds(engine, first, second, overlap)
 
     (error,) = outcome
     assert isinstance(error, IntegrityError)
