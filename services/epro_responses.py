@@ -454,7 +454,7 @@ def get_response(session: Session, actor: Actor, response_id: uuid.UUID) -> Epro
 
 
 def contexts(session: Session, responses: Sequence[EproResponse]) -> dict[uuid.UUID, Context]:
-    """Subject codes and successors of a page of responses, in two queries."""
+    """Subject codes and successors of a page of responses."""
     ids = [response.id for response in responses]
     successors = dict(
         session.execute(
@@ -463,13 +463,11 @@ def contexts(session: Session, responses: Sequence[EproResponse]) -> dict[uuid.U
             )
         ).all()
     )
-    codes = dict(
-        session.execute(
-            select(Participant.id, Participant.subject_code).where(
-                Participant.id.in_({response.participant_id for response in responses})
-            )
-        ).all()
-    )
+    # Usually one participant, already in the session's identity map (no query).
+    codes = {
+        pid: session.get(Participant, pid).subject_code
+        for pid in {response.participant_id for response in responses}
+    }
     return {
         response.id: Context(codes[response.participant_id], successors.get(response.id))
         for response in responses

@@ -37,17 +37,22 @@ PARTICIPANT_LISTERS = (Role.ADMIN, Role.COORDINATOR, Role.MONITOR)
 def actor_for(session: Session, user: User, request_id: str | None) -> Actor:
     """Resolve an account's scope once per request: coordinators and nurses reach their
     sites' studies; a patient is tied to their participant record."""
-    participant_id = None
     if user.role == Role.PATIENT.value:
+        # A patient has no memberships: their scope is their participant record.
         participant_id = session.scalars(
             select(Participant.id).where(Participant.user_id == user.id)
         ).first()
+        return Actor(
+            user_id=user.id,
+            role=Role.PATIENT,
+            participant_id=participant_id,
+            request_id=request_id,
+        )
     return Actor(
         user_id=user.id,
         role=Role(user.role),
         site_ids=frozenset(user.site_ids),
         study_ids=frozenset(set(user.study_ids) | {site.study_id for site in user.sites}),
-        participant_id=participant_id,
         request_id=request_id,
     )
 
