@@ -18,17 +18,11 @@ import threading
 import time
 import uuid
 
-from alembic import command
+from common import reset
 
-from api.cli import alembic_config
 from services import audit
 from services.actor import Actor
-from services.db import empty_database, make_engine, make_session_factory
-
-
-def reset(url: str) -> None:
-    empty_database(url)
-    command.upgrade(alembic_config(url), "head")
+from services.db import make_engine, make_session_factory
 
 
 def run(url: str, threads: int, seconds: float, shared_chain: bool) -> float:

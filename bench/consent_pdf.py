@@ -23,7 +23,8 @@ import statistics
 import time
 import tracemalloc
 
-from consent_setup import PASSWORD, add_patient, make_app, make_trial, reset
+from common import PASSWORD, reset
+from consent_setup import add_patient, make_app, make_trial
 from flask import Flask
 from pypdf import PdfReader
 from sqlalchemy.orm import Session

@@ -7,32 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 
-from alembic import command
+from common import ADMIN, PASSWORD
 from flask import Flask
 from sqlalchemy.orm import Session
 
 from api import create_app
-from api.cli import alembic_config
 from consent import discussions, documents
 from consent.models import ConsentDocument
 from services import identity, people, studies
-from services.actor import Actor, Role
-from services.db import empty_database
+from services.actor import Role
 from services.models import Participant, Site, Study, User
 
-PASSWORD = "bench password, long enough"  # noqa: S105 - scratch accounts
-ADMIN = Actor(user_id=None, role=Role.ADMIN, request_id="bench")
 _numbers = itertools.count(1)
-
-
-def reset(url: str) -> None:
-    """An empty, migrated database (a SQLite file is deleted first)."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
-    empty_database(url)
-    command.upgrade(alembic_config(url), "head")
 
 
 def make_app(url: str, *, cheap_hashing: bool) -> Flask:

@@ -31,23 +31,19 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from alembic import command
+from common import ADMIN, PASSWORD, reset, staff, timed
 from flask import Flask
 from sqlalchemy import event, text
 
 from api import create_app
-from api.cli import alembic_config
-from services import crypto, epro_reports, identity, people, studies
+from services import crypto, epro_reports, studies
 from services.actor import Actor, Role
-from services.db import empty_database, utcnow
-from services.models import Questionnaire, QuestionnaireStatus, User
+from services.db import utcnow
+from services.models import Questionnaire, QuestionnaireStatus
 
-PASSWORD = "bench password, long enough"  # noqa: S105 - scratch accounts
-ADMIN = Actor(user_id=None, role=Role.ADMIN, request_id="bench")
 SITES = 20
 GRACE = dt.timedelta(minutes=1440)
 DIARY_ITEMS = [
@@ -58,28 +54,6 @@ DIARY_ITEMS = [
         "text": {"en": "Breathlessness today, 0-10"},
     }
 ]
-
-
-def reset(url: str) -> None:
-    empty_database(url)
-    command.upgrade(alembic_config(url), "head")
-
-
-@contextmanager
-def timed(label: str) -> Iterator[None]:
-    started = time.perf_counter()
-    yield
-    print(f"  {label}: {time.perf_counter() - started:.1f} s", flush=True)
-
-
-def staff(session: Any, role: Role, email: str, **scope: list[uuid.UUID]) -> User:
-    user, code = people.create_staff(
-        session,
-        ADMIN,
-        people.NewStaff(email, "Bench Staff", role, "en", "Europe/Brussels", **scope),
-    )
-    identity.activate(session, ADMIN, identity.AuthPolicy(), code=code, password=PASSWORD)
-    return user
 
 
 def seed(app: Flask, participants: int, days: int) -> None:

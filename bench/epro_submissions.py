@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from consent_setup import PASSWORD, Trial, add_patient, make_trial, reset
+from common import PASSWORD, reset, timed
+from consent_setup import Trial, add_patient, make_trial
 from flask import Flask
 from sqlalchemy import func, insert, make_url, select, text
 from sqlalchemy.orm import Session
@@ -167,13 +168,6 @@ def scratch_database(server: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-@contextmanager
-def timed(label: str) -> Iterator[None]:
-    started = time.perf_counter()
-    yield
-    print(f"  {label}: {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def sign(session: Session, signer: Any, participant: Participant, trial: Trial, role: str) -> None:

@@ -24,7 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from consent_setup import PASSWORD, add_patient, make_app, make_trial, reset
+from common import PASSWORD, reset
+from consent_setup import add_patient, make_app, make_trial
 from flask import Flask
 
 from services import passwords

@@ -32,47 +32,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from alembic import command
+from common import ADMIN, PASSWORD, reset, staff, timed
 from flask import Flask
 from sqlalchemy import event, text
-from sqlalchemy.orm import Session
 
 from api import create_app
-from api.cli import alembic_config
-from services import crypto, identity, people, studies
-from services.actor import Actor, Role
-from services.db import empty_database
-from services.models import User
+from services import crypto, studies
+from services.actor import Role
 
-PASSWORD = "bench password, long enough"  # noqa: S105 - scratch accounts
-ADMIN = Actor(user_id=None, role=Role.ADMIN, request_id="bench")
 SITES = 20
 NURSES = 1_000
 PARTICIPANTS = 100_000
 DEFINITIONS = 10  # visits per participant: 1,000,000 in all
 OFFICE_HOURS = [{"weekday": d, "start": "08:00", "end": "18:00"} for d in range(5)]
-
-
-def reset(url: str) -> None:
-    empty_database(url)
-    command.upgrade(alembic_config(url), "head")
-
-
-@contextmanager
-def timed(label: str) -> Iterator[None]:
-    started = time.perf_counter()
-    yield
-    print(f"  {label}: {time.perf_counter() - started:.1f} s", flush=True)
-
-
-def staff(session: Session, role: Role, email: str, name: str, site_ids: list) -> User:
-    user, code = people.create_staff(
-        session,
-        ADMIN,
-        people.NewStaff(email, name, role, "en", "Europe/Brussels", site_ids=site_ids),
-    )
-    identity.activate(session, ADMIN, identity.AuthPolicy(), code=code, password=PASSWORD)
-    return user
 
 
 def seed(app: Flask, today: dt.date) -> dict[str, Any]:
@@ -92,9 +64,15 @@ def seed(app: Flask, today: dt.date) -> dict[str, Any]:
             for s in range(SITES)
         ]
         coordinator = staff(
-            session, Role.COORDINATOR, "coordinator@example.org", "Anne Dubois", [sites[0].id]
+            session,
+            Role.COORDINATOR,
+            "coordinator@example.org",
+            "Anne Dubois",
+            site_ids=[sites[0].id],
         )
-        nurse = staff(session, Role.NURSE, "nurse@example.org", "Nora Peeters", [sites[0].id])
+        nurse = staff(
+            session, Role.NURSE, "nurse@example.org", "Nora Peeters", site_ids=[sites[0].id]
+        )
         ids = {"study": study.id, "coordinator": coordinator.id, "nurse": nurse.id}
         sql = _statements(ids, today)
         session.execute(
