@@ -23,8 +23,8 @@ import statistics
 import time
 import tracemalloc
 
-from common import PASSWORD, reset
-from consent_setup import add_patient, make_app, make_trial
+from common import PASSWORD, make_app, reset
+from consent_setup import add_patient, make_trial
 from flask import Flask
 from pypdf import PdfReader
 from sqlalchemy.orm import Session

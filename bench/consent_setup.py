@@ -9,10 +9,8 @@ import itertools
 from dataclasses import dataclass
 
 from common import ADMIN, PASSWORD
-from flask import Flask
 from sqlalchemy.orm import Session
 
-from api import create_app
 from consent import discussions, documents
 from consent.models import ConsentDocument
 from services import identity, people, studies
@@ -20,17 +18,6 @@ from services.actor import Role
 from services.models import Participant, Site, Study, User
 
 _numbers = itertools.count(1)
-
-
-def make_app(url: str, *, cheap_hashing: bool) -> Flask:
-    return create_app(
-        {
-            "DATABASE_URL": url,
-            "DCT_PASSWORD_HASH_CHEAP": cheap_hashing,
-            "DCT_LOGIN_RATE_LIMIT": "1000000 per minute",
-            "DCT_LOG_LEVEL": "WARNING",
-        }
-    )
 
 
 @dataclass

@@ -34,12 +34,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from common import ADMIN, PASSWORD, reset, staff, timed
+from common import PASSWORD, make_app, reset, staff, study_with_sites, timed
 from flask import Flask
 from sqlalchemy import event, text
 
-from api import create_app
-from services import crypto, epro_reports, studies
+from services import crypto, epro_reports
 from services.actor import Actor, Role
 from services.db import utcnow
 from services.models import Questionnaire, QuestionnaireStatus
@@ -59,18 +58,7 @@ DIARY_ITEMS = [
 def seed(app: Flask, participants: int, days: int) -> None:
     sessions = app.extensions["db"].sessions
     with sessions.begin() as session:
-        study = studies.create_study(
-            session, ADMIN, studies.NewStudy("EPRO", "ePRO scale", ["en"], "Europe/Brussels")
-        )
-        sites = [
-            studies.create_site(
-                session,
-                ADMIN,
-                study.id,
-                studies.NewSite(f"S{s:02d}", f"Site {s}", "BE", "Europe/Brussels"),
-            )
-            for s in range(SITES)
-        ]
+        study, sites = study_with_sites(session, "EPRO", "ePRO scale", SITES)
         staff(session, Role.MONITOR, "monitor@example.org", study_ids=[study.id])
         author = staff(session, Role.COORDINATOR, "coordinator@example.org", site_ids=[sites[0].id])
         diary = Questionnaire(
@@ -280,14 +268,7 @@ def main() -> None:
         sys.exit("set DATABASE_URL to a scratch PostgreSQL database")
     if not args.skip_seed:
         reset(url)
-    app = create_app(
-        {
-            "DATABASE_URL": url,
-            "DCT_PASSWORD_HASH_CHEAP": True,
-            "DCT_LOGIN_RATE_LIMIT": "1000000 per minute",
-            "DCT_LOG_LEVEL": "WARNING",
-        }
-    )
+    app = make_app(url)
     if not args.skip_seed:
         print("seeding", flush=True)
         seed(app, args.participants, args.days)

@@ -43,13 +43,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from common import PASSWORD, reset, timed
+from common import PASSWORD, make_app, reset, timed
 from consent_setup import Trial, add_patient, make_trial
 from flask import Flask
 from sqlalchemy import func, insert, make_url, select, text
 from sqlalchemy.orm import Session
 
-from api import create_app
 from consent import signing
 from consent.models import SignerRole
 from services import audit, enrolment, epro_definitions, people
@@ -338,14 +337,7 @@ def check_database(url: str, accepted: int) -> None:
 
 def run(args: argparse.Namespace, url: str) -> None:
     reset(url)
-    app = create_app(
-        {
-            "DATABASE_URL": url,
-            "DCT_PASSWORD_HASH_CHEAP": True,
-            "DCT_LOGIN_RATE_LIMIT": "1000000 per minute",
-            "DCT_LOG_LEVEL": "WARNING",
-        }
-    )
+    app = make_app(url)
     print("seeding", flush=True)
     with timed(f"{args.participants} enrolled patients, {args.instances} open instances each"):
         emails, instances = seed(app, args.participants, args.instances)

@@ -24,8 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from common import PASSWORD, reset
-from consent_setup import add_patient, make_app, make_trial
+from common import PASSWORD, make_app, reset
+from consent_setup import add_patient, make_trial
 from flask import Flask
 
 from services import passwords

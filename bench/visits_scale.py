@@ -32,12 +32,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from common import ADMIN, PASSWORD, reset, staff, timed
+from common import PASSWORD, make_app, reset, staff, study_with_sites, timed
 from flask import Flask
 from sqlalchemy import event, text
 
-from api import create_app
-from services import crypto, studies
+from services import crypto
 from services.actor import Role
 
 SITES = 20
@@ -51,18 +50,7 @@ def seed(app: Flask, today: dt.date) -> dict[str, Any]:
     """The accounts that log in through the services, the bulk in SQL."""
     sessions = app.extensions["db"].sessions
     with sessions.begin() as session:
-        study = studies.create_study(
-            session, ADMIN, studies.NewStudy("SCALE", "Scale", ["en"], "Europe/Brussels")
-        )
-        sites = [
-            studies.create_site(
-                session,
-                ADMIN,
-                study.id,
-                studies.NewSite(f"S{s:02d}", f"Site {s}", "BE", "Europe/Brussels"),
-            )
-            for s in range(SITES)
-        ]
+        study, sites = study_with_sites(session, "SCALE", "Scale", SITES)
         coordinator = staff(
             session,
             Role.COORDINATOR,
@@ -295,14 +283,7 @@ def main() -> None:
         print("seeding", flush=True)
         started = time.perf_counter()
         reset(url)
-    app = create_app(
-        {
-            "DATABASE_URL": url,
-            "DCT_PASSWORD_HASH_CHEAP": True,
-            "DCT_LOGIN_RATE_LIMIT": "1000000 per minute",
-            "DCT_LOG_LEVEL": "WARNING",
-        }
-    )
+    app = make_app(url)
     if args.skip_seed:
         with app.extensions["db"].sessions() as session:
             row = session.execute(

@@ -27,7 +27,7 @@ from consent.models import (
     SignerRole,
 )
 from services import audit
-from services.access import get_visible, require_role, visible_studies
+from services.access import get_visible, require_role, visible_studies, visible_study_versions
 from services.actor import Actor, Role
 from services.clock import today_in
 from services.errors import Conflict, Invalid
@@ -296,18 +296,8 @@ def _require_reconsent(
 
 
 def visible_documents(actor: Actor) -> Select[tuple[ConsentDocument]]:
-    """Staff see the documents of their studies; a patient the approved (and
-    superseded, for their records) versions of their own study."""
-    query = select(ConsentDocument)
-    if actor.role == Role.PATIENT:
-        own_study = select(Participant.study_id).where(Participant.id == actor.participant_id)
-        return query.where(
-            ConsentDocument.study_id.in_(own_study),
-            ConsentDocument.status != DocumentStatus.DRAFT.value,
-        )
-    return query.where(
-        ConsentDocument.study_id.in_(visible_studies(actor).with_only_columns(Study.id))
-    )
+    """Staff see their studies' documents; a patient never a draft."""
+    return visible_study_versions(actor, ConsentDocument, DocumentStatus.DRAFT.value)
 
 
 def current_document(

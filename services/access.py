@@ -69,6 +69,17 @@ def visible_users(actor: Actor) -> Select[tuple[User]]:
     raise Forbidden("only admins and coordinators manage accounts")
 
 
+def visible_study_versions(actor: Actor, model: type[T], draft: str) -> Select[tuple[T]]:
+    """Versioned study documents (consent texts, questionnaires): staff see those of
+    their studies; a patient those of their own study past `draft`, since what they
+    signed or answered stays readable after a newer version replaces it."""
+    query = select(model)
+    if actor.role == Role.PATIENT:
+        own_study = select(Participant.study_id).where(Participant.id == actor.participant_id)
+        return query.where(model.study_id.in_(own_study), model.status != draft)
+    return query.where(model.study_id.in_(visible_studies(actor).with_only_columns(Study.id)))
+
+
 def sees_identity(actor: Actor) -> bool:
     """Direct identifiers go only to those who care for the participant."""
     return actor.role in (Role.COORDINATOR, Role.NURSE, Role.PATIENT)

@@ -24,12 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services import audit, epro_answers, epro_plan
-from services.access import get_visible, require_role, visible_studies
+from services.access import get_visible, require_role, visible_studies, visible_study_versions
 from services.actor import Actor, Role
 from services.db import utcnow
 from services.errors import Conflict, Forbidden, Invalid
 from services.models import (
-    Participant,
     Questionnaire,
     QuestionnaireStatus,
     Study,
@@ -498,18 +497,8 @@ def _unique_version(session: Session, content: Content) -> Iterator[None]:
 
 
 def visible_questionnaires(actor: Actor) -> Select[tuple[Questionnaire]]:
-    """Staff see the versions of their studies; a patient the published and superseded
-    versions of their own study (what they answered stays readable), never drafts."""
-    query = select(Questionnaire)
-    if actor.role == Role.PATIENT:
-        own_study = select(Participant.study_id).where(Participant.id == actor.participant_id)
-        return query.where(
-            Questionnaire.study_id.in_(own_study),
-            Questionnaire.status != QuestionnaireStatus.DRAFT.value,
-        )
-    return query.where(
-        Questionnaire.study_id.in_(visible_studies(actor).with_only_columns(Study.id))
-    )
+    """Staff see their studies' versions; a patient never a draft."""
+    return visible_study_versions(actor, Questionnaire, QuestionnaireStatus.DRAFT.value)
 
 
 def create_draft(

@@ -12,10 +12,11 @@ import uuid
 from dataclasses import dataclass
 
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from consent import discussions, documents, signing
+from consent import discussions, documents, signing, withdrawal
 from consent.models import Consent, ConsentDocument, ConsentSignature, SignerRole
 from services import identity, people, studies
 from services.actor import Actor, Role
@@ -295,3 +296,16 @@ def make_complete_consent(
     consent = db.get(Consent, signature.consent_id)
     assert consent is not None and consent.status == "complete"
     return consent
+
+
+def withdraw_from_study(db: Session, patient: Patient, coordinator: User) -> Consent:
+    """The coordinator records the patient's withdrawal of their (only) consent."""
+    consent = db.scalars(
+        select(Consent).where(Consent.participant_id == patient.participant.id)
+    ).one()
+    return withdrawal.withdraw(
+        db,
+        people.actor_for(db, coordinator, "factory"),
+        consent.id,
+        withdrawal.Withdrawal("all", reason="told the site by phone"),
+    )

@@ -10,8 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from consent import withdrawal
-from consent.models import Consent
 from scheduling import housekeeping
 from scheduling.runner import job_specs, run_job
 from services import epro_plan
@@ -21,7 +19,7 @@ from services.models import EproInstance, InstanceStatus, QuestionnaireStatus, V
 from tests.checks import assert_problem, audit_events
 from tests.conftest import joined_sessions
 from tests.epro_factories import make_instance, make_questionnaire
-from tests.factories import headers_for, make_participant
+from tests.factories import headers_for, make_participant, withdraw_from_study
 from tests.visit_factories import (
     book_via_api,
     coordinator_actor,
@@ -230,14 +228,8 @@ def test_withdrawal_cancels_what_is_not_answered(db, world):
         db, world.patient_a.participant, questionnaire, status=InstanceStatus.COMPLETED
     )
     participant = world.patient_a.participant
-    consent = db.scalars(select(Consent).where(Consent.participant_id == participant.id)).one()
 
-    withdrawal.withdraw(
-        db,
-        coordinator_actor(db, world.coordinator_a),
-        consent.id,
-        withdrawal.Withdrawal(scope="all", reason="moved abroad"),
-    )
+    withdraw_from_study(db, world.patient_a, world.coordinator_a)
 
     rows = instances_of(db, world.patient_a)
     assert {i.status for i in rows if i.id != answered.id} == {"cancelled"}

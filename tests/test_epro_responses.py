@@ -18,9 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from consent import withdrawal
-from consent.models import Consent
-from services import people
 from services.actor import Role
 from services.db import utcnow
 from services.models import (
@@ -33,7 +30,14 @@ from services.models import (
 )
 from tests.checks import assert_problem, audit_events, count
 from tests.epro_factories import ANSWERS, make_instance, make_questionnaire
-from tests.factories import World, headers_for, make_consent_document, make_staff, user_of
+from tests.factories import (
+    World,
+    headers_for,
+    make_consent_document,
+    make_staff,
+    user_of,
+    withdraw_from_study,
+)
 from tests.visit_factories import book_via_api, enrolled_with_visits, make_nurse_ready
 
 RESPONSES = "/api/v1/epro/responses"
@@ -472,15 +476,7 @@ def test_a_re_consent_blocks_answering(client, db, world, auth, instance):
 
 
 def test_a_withdrawn_participant_cannot_answer(client, db, world, auth, instance):
-    consent = db.scalars(
-        select(Consent).where(Consent.participant_id == world.patient_a.participant.id)
-    ).one()
-    withdrawal.withdraw(
-        db,
-        people.actor_for(db, world.coordinator_a, "t"),
-        consent.id,
-        withdrawal.Withdrawal("all", reason="by phone"),
-    )
+    withdraw_from_study(db, world.patient_a, world.coordinator_a)
 
     response = submit(client, auth("patient"), submission(instance))
 

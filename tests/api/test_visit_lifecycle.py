@@ -12,11 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from consent import withdrawal
-from consent.models import Consent
 from scheduling import housekeeping
 from scheduling.runner import job_specs, run_job
-from services import people, visits
+from services import visits
 from services.actor import Actor, Role
 from services.models import User, Visit
 from tests.checks import assert_problem, audit_events
@@ -28,6 +26,7 @@ from tests.factories import (
     make_participant,
     make_staff,
     user_of,
+    withdraw_from_study,
 )
 from tests.visit_factories import enrolled_with_visits, make_nurse_ready
 
@@ -433,16 +432,8 @@ def test_withdrawal_cancels_open_visits_but_not_completed_ones(client, db, world
     }
     assert post(client, world.coordinator_a, d14, "schedule", **body).status_code == 200
     db.expire_all()  # the request changed d14 in its own session
-    consent = db.scalars(
-        select(Consent).where(Consent.participant_id == world.patient_a.participant.id)
-    ).one()
 
-    withdrawal.withdraw(
-        db,
-        people.actor_for(db, world.coordinator_a, "t"),
-        consent.id,
-        withdrawal.Withdrawal("all", reason="by phone"),
-    )
+    withdraw_from_study(db, world.patient_a, world.coordinator_a)
 
     assert [status_of(db, v) for v in (v1, d14, d28)] == ["completed", "cancelled", "cancelled"]
     assert db.get(Visit, d14.id).cancel_reason == "consent withdrawn"
