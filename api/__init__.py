@@ -12,6 +12,7 @@ from api import auth, config, content_types, db, errors, headers, limits, logs
 from api.openapi import Api, init_docs_assets, openapi_config
 from api.resources import BLUEPRINTS
 from services import crypto, passwords
+from services.storage import make_storage
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -33,6 +34,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     logs.init_app(app)
     headers.init_app(app)
     db.init_app(app)
+    app.extensions["storage"] = make_storage(settings)
     auth.init_app(app)
     content_types.init_app(app)
     api = Api(app)

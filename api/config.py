@@ -36,6 +36,15 @@ DEFAULTS: dict[str, Any] = {
     "DCT_PASSWORD_HASH_CHEAP": False,
     "DCT_TRAVEL_BUFFER_MINUTES": 30,
     "DCT_EPRO_GRACE_MINUTES": 1440,
+    "DCT_STORAGE_BACKEND": "local",
+    "DCT_UPLOAD_DIR": str(ROOT / "instance" / "uploads"),
+    "DCT_S3_BUCKET": "",
+    "DCT_S3_PREFIX": "uploads/",
+    "DCT_S3_ENDPOINT_URL": "",
+    "DCT_S3_REGION": "",
+    "DCT_UPLOAD_MAX_BYTES": 200 * 1024 * 1024,
+    "DCT_UPLOAD_MAX_BYTES_BY_KIND": "",
+    "DCT_TUS_EXPIRY_HOURS": 24,
 }
 
 
@@ -61,6 +70,10 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
 def _check(settings: Mapping[str, Any]) -> None:
     if settings["DCT_ENV"] not in ("development", "production"):
         raise RuntimeError("DCT_ENV must be 'development' or 'production'")
+    if settings["DCT_STORAGE_BACKEND"] not in ("local", "s3"):
+        raise RuntimeError("DCT_STORAGE_BACKEND must be 'local' or 's3'")
+    if settings["DCT_STORAGE_BACKEND"] == "s3" and not settings["DCT_S3_BUCKET"]:
+        raise RuntimeError("DCT_S3_BUCKET must be set for DCT_STORAGE_BACKEND=s3")
     decode_master_key(settings["DCT_ENCRYPTION_KEY"])
     if settings["DCT_ENV"] != "production":
         return

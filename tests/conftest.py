@@ -8,9 +8,12 @@ is set (CI runs both). App code may commit: with `join_transaction_mode=
 
 from __future__ import annotations
 
+import atexit
 import base64
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +32,10 @@ from tests.factories import World, make_world
 
 TEST_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 TEST_JWT_SECRET = base64.urlsafe_b64encode(os.urandom(48)).decode()
+# Uploaded files of the whole test session; each test's database rows roll back, and
+# files no row points to are harmless here.
+UPLOAD_DIR = tempfile.mkdtemp(prefix="dct-test-uploads-")
+atexit.register(shutil.rmtree, UPLOAD_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +56,7 @@ def app_settings(database_url: str, **extra: object) -> dict[str, object]:
         "DCT_PASSWORD_HASH_CHEAP": True,
         "DCT_LOGIN_RATE_LIMIT": "10000 per minute",
         "DCT_LOG_LEVEL": "WARNING",
+        "DCT_UPLOAD_DIR": UPLOAD_DIR,
         **extra,
     }
 

@@ -104,6 +104,8 @@ def test_postgresql_migration_installs_the_append_only_trigger(fresh_url, fresh_
             "audit_seals_append_only",
             "consent_signatures_append_only",
             "epro_responses_append_only",
+            "readings_append_only",
+            "uploads_append_only",
         ]
     command.downgrade(alembic_config(fresh_url), "base")
     with fresh_engine.connect() as conn:

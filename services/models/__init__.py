@@ -13,6 +13,15 @@ from services.models.epro import (
 from services.models.identity import ActivationCode, AuthSession, RefreshToken
 from services.models.participant import ConsentState, Participant, ParticipantStatus
 from services.models.study import Site, Study
+from services.models.upload import (
+    ORIGINATORS,
+    READING_TYPES,
+    UPLOAD_KINDS,
+    Reading,
+    ReadingThreshold,
+    TusTransfer,
+    Upload,
+)
 from services.models.user import User, user_sites, user_studies
 from services.models.visit import (
     BUSY_STATUSES,
@@ -26,6 +35,9 @@ from services.models.visit import (
 
 __all__ = [
     "BUSY_STATUSES",
+    "ORIGINATORS",
+    "READING_TYPES",
+    "UPLOAD_KINDS",
     "ActivationCode",
     "AuditChainHead",
     "AuditEvent",
@@ -42,11 +54,15 @@ __all__ = [
     "ParticipantStatus",
     "Questionnaire",
     "QuestionnaireStatus",
+    "Reading",
+    "ReadingThreshold",
     "RefreshToken",
     "ResponseStatus",
     "Site",
     "Study",
     "Timeliness",
+    "TusTransfer",
+    "Upload",
     "User",
     "Visit",
     "VisitDefinition",
