@@ -61,3 +61,13 @@ class TooManyAttempts(DomainError):
     def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
         super().__init__(detail)
         self.retry_after_seconds = retry_after_seconds
+
+
+class TooLarge(DomainError):
+    status = 413
+    title = "Content Too Large"
+
+
+class UnsupportedType(DomainError):
+    status = 415
+    title = "Unsupported Media Type"
