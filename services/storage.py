@@ -107,6 +107,8 @@ class LocalStorage:
                 yield chunk
 
     def append(self, transfer_id: uuid.UUID, offset: int, chunks: Iterable[bytes]) -> int:
+        if offset > self.staged_size(transfer_id):
+            raise ValueError(f"offset {offset} is past the staged bytes of {transfer_id}")
         written = 0
         with self._transfer(transfer_id).open("ab") as file:
             file.truncate(offset)  # drop any tail a failed request left unaccounted
