@@ -15,6 +15,7 @@ from api.resources import (
     nurses,
     participants,
     questionnaires,
+    readings,
     schedule,
     studies,
     users,
@@ -40,4 +41,5 @@ BLUEPRINTS = (
     epro_due.blp,
     epro_responses.blp,
     epro_reports.blp,
+    readings.blp,
 )
