@@ -22,7 +22,7 @@ from sqlalchemy import Select, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import audit
+from services import audit, validation
 from services.access import get_visible, require_role, visible_participants, visible_studies
 from services.actor import Actor, Role
 from services.consent_gate import require_current_consent
@@ -41,8 +41,6 @@ from services.visits import visible_visits
 MAX_CLOCK_AHEAD = dt.timedelta(minutes=5)
 RECORDERS = (Role.PATIENT, Role.NURSE)
 READERS = (Role.COORDINATOR, Role.NURSE, Role.PATIENT, Role.MONITOR)
-DEVICE_FIELDS = ("manufacturer", "model", "serial", "firmware")
-MAX_DEVICE_FIELD = 200
 BLOOD_PRESSURE = "blood_pressure"
 SINGLE = ("value",)
 PRESSURES = ("systolic", "diastolic")
@@ -176,27 +174,6 @@ def _plausible(reading_type: str, unit: str, values: dict[str, float]) -> None:
             "implausible blood pressure: the systolic pressure must be above the diastolic",
             errors={"value.systolic": ["must be above the diastolic pressure"]},
         )
-
-
-def _device(raw: object) -> dict[str, str]:
-    if not isinstance(raw, Mapping):
-        raise Invalid("device", errors={"device": ["an object"]})
-    errors = {
-        f"device.{name}": [f"unknown field; use {', '.join(DEVICE_FIELDS)}"]
-        for name in raw
-        if name not in DEVICE_FIELDS
-    }
-    errors.update(
-        {
-            f"device.{name}": [f"a string of 1 to {MAX_DEVICE_FIELD} characters"]
-            for name, value in raw.items()
-            if name in DEVICE_FIELDS
-            and (not isinstance(value, str) or not 1 <= len(value) <= MAX_DEVICE_FIELD)
-        }
-    )
-    if errors:
-        raise Invalid("device", errors=errors)
-    return dict(raw)
 
 
 def _check_time(measured_at: dt.datetime, now: dt.datetime) -> None:
@@ -437,7 +414,10 @@ def record(
     values = _component_values(reading_type, data.value)
     _plausible(reading_type, unit, values)
     _check_time(data.measured_at, now)
-    device = _device(data.device)
+    problems = validation.device_problems(data.device)
+    if problems:
+        raise Invalid("device", errors=problems)
+    device = dict(data.device)
     visit_id = _visit_id(session, actor, participant, data.visit_id)
     flags = _flags(session, participant.study_id, reading_type, unit, values)
     reading, created = _stored(

@@ -29,7 +29,7 @@ from sqlalchemy import Select, false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import audit, filetypes
+from services import audit, filetypes, validation
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
 from services.consent_gate import require_current_consent
@@ -38,7 +38,6 @@ from services.models import UPLOAD_KINDS, Participant, Upload, Visit, VisitStatu
 from services.people import participant_subject
 from services.storage import Staged
 
-DEVICE_FIELDS = ("manufacturer", "model", "serial", "firmware")
 CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # A visit a nurse may attach a file to: while there, or just after leaving.
@@ -115,12 +114,7 @@ def check_meta(meta: UploadMeta, now: dt.datetime) -> None:
         errors["captured_at"] = ["give a time with its UTC offset"]
     elif meta.captured_at > now + CLOCK_TOLERANCE:
         errors["captured_at"] = ["is in the future by the server's clock"]
-    unknown = sorted(set(meta.device) - set(DEVICE_FIELDS))
-    if unknown or not all(isinstance(v, str) and len(v) <= 200 for v in meta.device.values()):
-        errors["device"] = [
-            f"an object with text fields {', '.join(DEVICE_FIELDS)} (up to 200 characters)"
-            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-        ]
+    errors.update(validation.device_problems(meta.device))
     if meta.filename is not None and not 1 <= len(meta.filename) <= 255:
         errors["filename"] = ["1 to 255 characters"]
     if (meta.supersedes_id is None) != (not (meta.supersede_reason or "").strip()):

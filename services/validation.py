@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -81,3 +82,25 @@ def birth_date(value: dt.date | None, *, field: str = "date_of_birth") -> dt.dat
     if value is not None and not dt.date(1900, 1, 1) <= value <= dt.date.today():
         raise Invalid("invalid date of birth", errors={field: ["must be in the past, after 1900"]})
     return value
+
+
+DEVICE_FIELDS = ("manufacturer", "model", "serial", "firmware")
+MAX_DEVICE_FIELD = 200
+
+
+def device_problems(raw: object) -> dict[str, list[str]]:
+    """What is wrong with a home device's description (text fields only, the known
+    ones), keyed `device.<field>`; empty when it is fine."""
+    if not isinstance(raw, Mapping):
+        return {"device": ["an object"]}
+    return {
+        f"device.{name}": (
+            [f"a string of 1 to {MAX_DEVICE_FIELD} characters"]
+            if name in DEVICE_FIELDS
+            else [f"unknown field; use {', '.join(DEVICE_FIELDS)}"]
+        )
+        for name, value in raw.items()
+        if name not in DEVICE_FIELDS
+        or not isinstance(value, str)
+        or not 1 <= len(value) <= MAX_DEVICE_FIELD
+    }

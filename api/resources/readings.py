@@ -18,7 +18,7 @@ from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import EntitySchema, With
-from services import epro_fhir, readings
+from services import epro_fhir, readings, validation
 from services.db import utcnow
 from services.models import READING_TYPES, Reading, ReadingThreshold
 
@@ -28,10 +28,10 @@ _NUMBER = {"type": "number"}
 
 
 class ReadingDeviceSchema(ma.Schema):
-    manufacturer = ma.fields.String(validate=ma.validate.Length(1, readings.MAX_DEVICE_FIELD))
-    model = ma.fields.String(validate=ma.validate.Length(1, readings.MAX_DEVICE_FIELD))
-    serial = ma.fields.String(validate=ma.validate.Length(1, readings.MAX_DEVICE_FIELD))
-    firmware = ma.fields.String(validate=ma.validate.Length(1, readings.MAX_DEVICE_FIELD))
+    manufacturer = ma.fields.String(validate=ma.validate.Length(1, validation.MAX_DEVICE_FIELD))
+    model = ma.fields.String(validate=ma.validate.Length(1, validation.MAX_DEVICE_FIELD))
+    serial = ma.fields.String(validate=ma.validate.Length(1, validation.MAX_DEVICE_FIELD))
+    firmware = ma.fields.String(validate=ma.validate.Length(1, validation.MAX_DEVICE_FIELD))
 
 
 class ReadingInputSchema(ma.Schema):
