@@ -1,4 +1,4 @@
-"""Operator commands: `flask --app wsgi db|users|audit|demo|scheduler|serve`."""
+"""Operator commands: `flask --app wsgi db|users|audit|uploads|demo|scheduler|serve`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from werkzeug.serving import run_simple
 
 from api.db import database
 from consent import demo as consent_demo
-from services import audit, bootstrap, demo, demo_epro, demo_visits
-from services.actor import Role
+from services import audit, bootstrap, demo, demo_diagnostics, demo_epro, demo_visits, upload_reads
+from services.actor import Actor, Role
 from services.errors import DomainError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
 users_cli = AppGroup("users", help="Accounts.")
 audit_cli = AppGroup("audit", help="The audit trail.")
+uploads_cli = AppGroup("uploads", help="Uploaded files.")
 demo_cli = AppGroup("demo", help="Demo data for `make run`.")
 scheduler_cli = AppGroup("scheduler", help="Time-driven jobs.")
 
@@ -96,6 +97,25 @@ def audit_seal() -> None:
     click.echo(f"seal {sealed.seq} written" if sealed else "nothing new to seal")
 
 
+@uploads_cli.command("verify")
+def uploads_verify() -> None:
+    """Re-hash every stored file; exit 1 when any is altered or missing.
+
+    Each failure is also written to the audit trail as an integrity alert.
+    """
+    with database().sessions() as session:
+        result = upload_reads.verify_all(
+            session, current_app.extensions["storage"], Actor.system("uploads-verify")
+        )
+        session.commit()
+    for finding in result.findings:
+        click.echo(finding.describe())
+    failed = len(result.findings)
+    click.echo(f"{result.checked} files checked: {failed} failed, {result.checked - failed} intact")
+    if failed:
+        sys.exit(1)
+
+
 @demo_cli.command("seed")
 def demo_seed() -> None:
     """Create the demo study, sites and accounts (idempotent) and print the log-ins."""
@@ -105,6 +125,7 @@ def demo_seed() -> None:
         demo_epro.seed_questionnaires(session)
         consent_demo.seed(session)
         demo_visits.book_first_visit(session)
+        demo_diagnostics.seed(session, current_app.extensions["storage"])
         session.commit()
     click.echo(f"\nDemo log-ins (password for all: {demo.DEMO_PASSWORD})")
     for role, identifier in logins:
@@ -145,5 +166,5 @@ def serve(host: str, port: int) -> None:
 
 
 def init_app(app: Flask) -> None:
-    for group in (db_cli, users_cli, audit_cli, demo_cli, scheduler_cli, serve):
+    for group in (db_cli, users_cli, audit_cli, uploads_cli, demo_cli, scheduler_cli, serve):
         app.cli.add_command(group)

@@ -39,6 +39,7 @@ from services.people import participant_subject
 from services.storage import Staged
 
 CLOCK_TOLERANCE = dt.timedelta(minutes=5)
+UPLOADERS = (Role.PATIENT, Role.NURSE)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # A visit a nurse may attach a file to: while there, or just after leaving.
 _VISIT_OPEN = (VisitStatus.IN_PROGRESS.value, VisitStatus.COMPLETED.value)
@@ -162,7 +163,7 @@ def prepare(
     session: Session, actor: Actor, meta: UploadMeta, *, now: dt.datetime
 ) -> Target | Upload:
     """The checks before the body is read: a `Target`, or the original on a replay."""
-    require_role(actor, Role.PATIENT, Role.NURSE)
+    require_role(actor, *UPLOADERS)
     original = replayed(session, actor, meta.client_id)
     if original is not None:
         return original

@@ -18,6 +18,7 @@ from api.resources import (
     readings,
     schedule,
     studies,
+    uploads,
     users,
     visits,
 )
@@ -42,4 +43,5 @@ BLUEPRINTS = (
     epro_responses.blp,
     epro_reports.blp,
     readings.blp,
+    uploads.blp,
 )

@@ -1,0 +1,359 @@
+"""Reading uploads back over HTTP: metadata and lists by role, the file streamed and
+re-hashed (a tampered file is never delivered whole, and raises an integrity alert),
+immutability, and `flask uploads verify`."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from api.resources.uploads import attachment
+from services.actor import Role
+from services.models import Upload, Visit
+from services.upload_reads import IntegrityFailure
+from tests.checks import assert_problem, audit_events, count
+from tests.conftest import AppFactory
+from tests.factories import World, headers_for, make_staff, user_of
+from tests.test_uploads import (
+    CSV,
+    PDF,
+    UPLOADS,
+    Headers,
+    auth_for,
+    checked_in,
+    fields_for,
+    sha256,
+    upload,
+)
+from tests.visit_factories import enrolled_with_visits
+
+MiB = 1024 * 1024
+BIG = PDF + bytes(range(256)) * (10 * 1024)  # 2.5 MiB: three chunks from storage
+
+
+@pytest.fixture
+def upload_app(make_app: AppFactory, tmp_path: Path) -> Flask:
+    """An app storing into this test's folder; the CLI runs in it too."""
+    return make_app(DCT_UPLOAD_DIR=str(tmp_path))
+
+
+@pytest.fixture
+def app_client(upload_app: Flask) -> FlaskClient:
+    return upload_app.test_client()
+
+
+@pytest.fixture
+def auth(app_client: FlaskClient, world: World) -> Headers:
+    return auth_for(app_client, world)
+
+
+@pytest.fixture
+def enrolled(db: Session, world: World) -> list[Visit]:
+    return enrolled_with_visits(db, world)
+
+
+@pytest.fixture
+def visit(app_client: FlaskClient, db: Session, world: World, enrolled: list[Visit]) -> Visit:
+    return checked_in(app_client, db, world, enrolled)
+
+
+@pytest.fixture
+def uploaded(app_client: FlaskClient, auth: Headers, enrolled) -> dict:
+    """patient_a's ECG, sent by the patient."""
+    response = upload(app_client, auth("patient"), PDF, filename="Jan Peeters ecg.pdf")
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def object_of(db: Session, folder: Path, upload_id: str) -> Path:
+    row = db.get(Upload, uuid.UUID(upload_id))
+    assert row is not None
+    return folder / "objects" / row.storage_key
+
+
+def received(app_client: FlaskClient, headers: dict[str, str], upload_id: str) -> bytes:
+    """The body as far as it arrives; raises when the server aborts the transfer."""
+    response = app_client.get(f"{UPLOADS}/{upload_id}/content", headers=headers)
+    assert response.status_code == 200
+    body = bytearray()
+    for chunk in response.response:
+        body += chunk
+    return bytes(body)
+
+
+# --- metadata ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["patient", "coordinator_a", "nurse_a", "monitor"])
+def test_metadata_is_read_by_the_team_the_patient_and_monitors(
+    app_client, auth, visit, uploaded, who
+):
+    response = app_client.get(f"{UPLOADS}/{uploaded['id']}", headers=auth(who))
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["sha256"] == uploaded["sha256"]
+    if who == "monitor":
+        assert "filename" not in body
+    else:
+        assert body == uploaded
+
+
+@pytest.mark.parametrize("who", ["coordinator_b", "other_monitor", "nurse_a"])
+def test_others_do_not_see_the_upload(app_client, auth, uploaded, who):
+    """nurse_a has no visit with patient_a here."""
+    assert_problem(app_client.get(f"{UPLOADS}/{uploaded['id']}", headers=auth(who)), 404)
+
+
+def test_admins_read_no_participant_data(app_client, auth, uploaded):
+    for path in (f"{UPLOADS}/{uploaded['id']}", f"{UPLOADS}/{uploaded['id']}/content"):
+        assert_problem(app_client.get(path, headers=auth("admin")), 403)
+
+
+def test_an_unknown_upload_is_not_found(app_client, auth, enrolled):
+    assert_problem(app_client.get(f"{UPLOADS}/{uuid.uuid4()}", headers=auth("patient")), 404)
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_uploads_are_never_changed_nor_deleted(app_client, db, auth, uploaded, method):
+    for who in ("patient", "coordinator_a"):
+        response = getattr(app_client, method)(f"{UPLOADS}/{uploaded['id']}", headers=auth(who))
+        assert_problem(response, 405)
+        assert "GET" in response.headers["Allow"]
+    assert app_client.get(f"{UPLOADS}/{uploaded['id']}", headers=auth("patient")).get_json() == (
+        uploaded
+    )
+    assert count(db, Upload) == 1
+
+
+# --- a participant's uploads --------------------------------------------------------
+
+
+def participant_uploads(world: World) -> str:
+    return f"/api/v1/participants/{world.patient_a.participant.id}/uploads"
+
+
+@pytest.mark.parametrize("who", ["patient", "coordinator_a", "nurse_a", "monitor"])
+def test_a_participants_uploads_newest_first(app_client, world, auth, visit, who):
+    first = upload(app_client, auth("patient"), PDF).get_json()
+    second = upload(app_client, auth("patient"), CSV, fields_for(CSV, kind="glucose")).get_json()
+
+    response = app_client.get(participant_uploads(world), headers=auth(who))
+
+    assert response.status_code == 200, response.get_json()
+    assert [item["id"] for item in response.get_json()] == [second["id"], first["id"]]
+    assert ("filename" in response.get_json()[0]) == (who != "monitor")
+    assert '"total": 2' in response.headers["X-Pagination"]
+
+
+def test_a_participants_uploads_by_kind_and_page(app_client, world, auth, enrolled):
+    upload(app_client, auth("patient"), PDF)
+    glucose = upload(app_client, auth("patient"), CSV, fields_for(CSV, kind="glucose")).get_json()
+    headers = auth("coordinator_a")
+
+    by_kind = app_client.get(f"{participant_uploads(world)}?kind=glucose", headers=headers)
+    assert [item["id"] for item in by_kind.get_json()] == [glucose["id"]]
+    page = app_client.get(f"{participant_uploads(world)}?page=2&page_size=1", headers=headers)
+    assert len(page.get_json()) == 1 and page.get_json()[0]["kind"] == "ecg"
+    assert (
+        "kind"
+        in assert_problem(
+            app_client.get(f"{participant_uploads(world)}?kind=x-ray", headers=headers), 422
+        )["errors"]
+    )
+
+
+@pytest.mark.parametrize(("who", "status"), [("coordinator_b", 404), ("admin", 403)])
+def test_a_participants_uploads_are_refused_to_others(
+    app_client, world, auth, uploaded, who, status
+):
+    assert_problem(app_client.get(participant_uploads(world), headers=auth(who)), status)
+
+
+# --- the file -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["patient", "coordinator_a", "nurse_a"])
+def test_the_file_is_downloaded_as_uploaded(app_client, db, world, auth, visit, who):
+    sent = upload(app_client, auth("patient"), BIG, filename="ecg.pdf").get_json()
+
+    response = app_client.get(f"{UPLOADS}/{sent['id']}/content", headers=auth(who))
+
+    assert response.status_code == 200
+    assert response.get_data() == BIG
+    assert response.headers["Content-Type"] == "application/pdf"
+    assert response.headers["Content-Length"] == str(len(BIG))
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Content-SHA256"] == sent["sha256"]
+    assert response.headers["Content-Disposition"] == (
+        "attachment; filename=\"ecg.pdf\"; filename*=UTF-8''ecg.pdf"
+    )
+    (event,) = audit_events(db, "upload.download", sent["id"])
+    assert event.actor_id == user_of(world, who).id
+    assert event.participant_id == world.patient_a.participant.id
+
+
+def test_every_download_is_audited(app_client, db, auth, uploaded):
+    for _ in range(2):
+        assert received(app_client, auth("coordinator_a"), uploaded["id"]) == PDF
+
+    assert len(audit_events(db, "upload.download", uploaded["id"])) == 2
+
+
+def test_a_csv_keeps_its_type_exactly(app_client, auth, enrolled):
+    sent = upload(app_client, auth("patient"), CSV, fields_for(CSV, kind="glucose")).get_json()
+
+    response = app_client.get(f"{UPLOADS}/{sent['id']}/content", headers=auth("patient"))
+
+    assert response.headers["Content-Type"] == "text/csv"
+    assert response.get_data() == CSV
+
+
+@pytest.mark.parametrize(("who", "status"), [("monitor", 403), ("coordinator_b", 404)])
+def test_the_file_is_refused_to_monitors_and_other_sites(
+    app_client, db, auth, uploaded, who, status
+):
+    response = app_client.get(f"{UPLOADS}/{uploaded['id']}/content", headers=auth(who))
+
+    assert_problem(response, status)
+    assert audit_events(db, "upload.download", uploaded["id"]) == []
+
+
+@pytest.mark.parametrize(
+    ("filename", "ascii_name", "utf8_name"),
+    [
+        ("../../etc/passwd", "passwd", "passwd"),
+        ("C:\\Users\\jan\\ecg.pdf", "ecg.pdf", "ecg.pdf"),
+        ('my "best" ecg.pdf', "my best ecg.pdf", "my best ecg.pdf"),
+        ("ecg\x00\x1b[2J\u202efdp.exe", "ecg_2Jfdp.exe", "ecg[2Jfdp.exe"),
+        ("électrocardiogramme 心电图.pdf", "electrocardiogramme ___.pdf", None),
+        ("..", "ecg-{id}.pdf", "ecg-{id}.pdf"),
+        (None, "ecg-{id}.pdf", "ecg-{id}.pdf"),
+    ],
+)
+def test_the_download_name_is_made_harmless(filename, ascii_name, utf8_name):
+    row = Upload(id=uuid.uuid4(), kind="ecg", content_type="application/pdf", filename=filename)
+    header = attachment(row)
+
+    ascii_name = ascii_name.format(id=row.id)
+    utf8_name = (utf8_name or filename or "").format(id=row.id)
+    assert header == f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(utf8_name)}"
+    assert header.isascii() and "/" not in header.replace("%2F", "")
+
+
+def test_a_non_ascii_name_survives_the_round_trip(app_client, auth, enrolled):
+    name = "électrocardiogramme 心电图.pdf"
+    sent = upload(app_client, auth("patient"), PDF, filename=name).get_json()
+    assert sent["filename"] == name
+
+    response = app_client.get(f"{UPLOADS}/{sent['id']}/content", headers=auth("patient"))
+
+    assert f"filename*=UTF-8''{quote(name, safe='')}" in response.headers["Content-Disposition"]
+
+
+# --- integrity ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda content: content[:-1] + b"X",  # same size, last byte changed
+        lambda content: content[:100] + b"Y" + content[101:],  # a byte in the first chunk
+        lambda content: content[: len(content) // 2],  # truncated
+        lambda content: content + b"appended",  # longer
+    ],
+    ids=["last-byte", "first-chunk", "truncated", "longer"],
+)
+@pytest.mark.parametrize("content", [PDF, BIG], ids=["small", "multi-chunk"])
+def test_a_tampered_file_is_never_delivered_whole(
+    app_client,
+    db,
+    auth,
+    enrolled,
+    tmp_path,
+    content,
+    tamper,
+):
+    sent = upload(app_client, auth("patient"), content).get_json()
+    altered = tamper(content)
+    object_of(db, tmp_path, sent["id"]).write_bytes(altered)
+
+    body = bytearray()
+    with pytest.raises(IntegrityFailure):  # the server aborts: on its first chunk, or later
+        response = app_client.get(f"{UPLOADS}/{sent['id']}/content", headers=auth("coordinator_a"))
+        for chunk in response.response:
+            body += chunk
+
+    assert len(body) < min(len(content), len(altered)) and altered.startswith(bytes(body))
+    (alert,) = audit_events(db, "upload.integrity_failure", sent["id"])
+    assert alert.after["problem"] == "mismatch" and alert.after["detected_by"] == "download"
+    assert alert.after["expected_sha256"] == sent["sha256"]
+    assert alert.after["actual_sha256"] == sha256(altered)
+    assert alert.actor_role == "coordinator"
+    assert len(audit_events(db, "upload.download", sent["id"])) == 1
+
+
+def test_a_missing_file_is_an_error_with_an_alert(app_client, db, auth, uploaded, tmp_path):
+    object_of(db, tmp_path, uploaded["id"]).unlink()
+
+    response = app_client.get(f"{UPLOADS}/{uploaded['id']}/content", headers=auth("patient"))
+
+    assert "missing" in assert_problem(response, 500)["detail"]
+    (alert,) = audit_events(db, "upload.integrity_failure", uploaded["id"])
+    assert alert.after["problem"] == "missing"
+    assert audit_events(db, "upload.download", uploaded["id"]) == []
+
+
+def verify(app: Flask) -> tuple[int, str]:
+    result = app.test_cli_runner().invoke(args=["uploads", "verify"])
+    return result.exit_code, result.output
+
+
+def test_verify_passes_when_every_file_is_intact(upload_app, app_client, auth, enrolled):
+    upload(app_client, auth("patient"), PDF)
+    upload(app_client, auth("patient"), BIG)
+
+    exit_code, output = verify(upload_app)
+
+    assert exit_code == 0, output
+    assert "2 files checked: 0 failed, 2 intact" in output
+
+
+def test_verify_finds_tampered_and_missing_files(
+    upload_app, app_client, db, auth, enrolled, tmp_path
+):
+    intact = upload(app_client, auth("patient"), PDF).get_json()
+    tampered = upload(app_client, auth("patient"), BIG).get_json()
+    missing = upload(app_client, auth("patient"), CSV, fields_for(CSV, kind="glucose")).get_json()
+    object_of(db, tmp_path, tampered["id"]).write_bytes(BIG[:-1] + b"!")
+    object_of(db, tmp_path, missing["id"]).unlink()
+
+    exit_code, output = verify(upload_app)
+
+    assert exit_code == 1, output
+    assert "3 files checked: 2 failed, 1 intact" in output
+    lines = output.splitlines()
+    assert any(line.startswith("MISMATCH") and tampered["id"] in line for line in lines)
+    assert any(line.startswith("MISSING") and missing["id"] in line for line in lines)
+    assert not any(intact["id"] in line for line in lines)
+    (alert,) = audit_events(db, "upload.integrity_failure", tampered["id"])
+    assert (alert.actor_role, alert.after["detected_by"]) == ("system", "verify")
+    assert alert.after["expected_sha256"] == tampered["sha256"] != alert.after["actual_sha256"]
+    assert audit_events(db, "upload.integrity_failure", missing["id"])[0].after["problem"] == (
+        "missing"
+    )
+
+
+def test_a_nurse_of_another_site_reads_nothing(app_client, db, world, auth, uploaded):
+    """A nurse of another site, never assigned to patient_a, sees nothing of theirs."""
+    other = make_staff(db, Role.NURSE, sites=[world.site_b])
+    headers = headers_for(app_client, other)
+
+    assert_problem(app_client.get(f"{UPLOADS}/{uploaded['id']}", headers=headers), 404)
+    assert_problem(app_client.get(f"{UPLOADS}/{uploaded['id']}/content", headers=headers), 404)
