@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from services.demo import DEMO_PASSWORD
 
 
@@ -32,3 +34,30 @@ def test_the_demo_seed_is_idempotent_and_gives_the_patient_a_questionnaire_to_an
     )
     assert questionnaire.status_code == 200
     assert questionnaire.get_json()["language"] == "nl"
+
+
+def test_the_demo_shows_readings_with_an_alert_and_an_uploaded_export(make_app, tmp_path):
+    app = make_app(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}", DCT_UPLOAD_DIR=str(tmp_path / "up")
+    )
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(args=["demo", "seed"]).exit_code == 0
+    client = app.test_client()
+
+    def headers(email: str) -> dict[str, str]:
+        login = client.post("/api/v1/auth/login", json={"email": email, "password": DEMO_PASSWORD})
+        return {"Authorization": f"Bearer {login.get_json()['access_token']}"}
+
+    coordinator = headers("coordinator.brussels@demo.dct.example")
+    (study,) = client.get("/api/v1/studies", headers=coordinator).get_json()
+    flagged = client.get(f"/api/v1/studies/{study['id']}/readings/flagged", headers=coordinator)
+    assert [r["value"] for r in flagged.get_json()] == [{"systolic": 171, "diastolic": 96}]
+    participant_id = flagged.get_json()[0]["participant_id"]
+    (upload,) = client.get(
+        f"/api/v1/participants/{participant_id}/uploads", headers=coordinator
+    ).get_json()
+    content = client.get(f"/api/v1/uploads/{upload['id']}/content", headers=coordinator)
+    assert content.status_code == 200
+    assert hashlib.sha256(content.data).hexdigest() == upload["sha256"]
+    assert upload["content_type"] == "text/csv"
