@@ -7,10 +7,11 @@ import datetime as dt
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from services import audit, epro_plan, visits
+from services import audit, epro_plan, tus, visits
 from services.actor import Actor
 from services.db import utcnow
 from services.models import AuthSession
+from services.storage import Storage
 
 
 def seal_audit_trail(session: Session, _actor: Actor) -> str:
@@ -36,3 +37,8 @@ def mark_missed_visits(session: Session, actor: Actor) -> str:
 def close_epro_windows(session: Session, actor: Actor, *, grace: dt.timedelta) -> str:
     """Unanswered ePRO instances whose window and grace have passed become missed."""
     return f"{epro_plan.close_windows(session, actor, grace=grace)} ePRO instances missed"
+
+
+def expire_tus_uploads(session: Session, actor: Actor, *, storage: Storage) -> str:
+    """Resumable uploads left unfinished past their expiry lose their bytes and rows."""
+    return f"{tus.expire(session, actor, storage, now=utcnow())} unfinished tus uploads expired"

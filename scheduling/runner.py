@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scheduling import housekeeping
 from services.actor import Actor
+from services.storage import make_storage
 
 log = logging.getLogger("dct.scheduler")
 
@@ -62,6 +63,11 @@ def job_specs(settings: dict) -> list[JobSpec]:
                 grace=dt.timedelta(minutes=settings["DCT_EPRO_GRACE_MINUTES"]),
             ),
             5,
+        ),
+        JobSpec(
+            "expire-tus-uploads",
+            partial(housekeeping.expire_tus_uploads, storage=make_storage(settings)),
+            60,
         ),
     ]
 

@@ -18,6 +18,7 @@ from api.resources import (
     readings,
     schedule,
     studies,
+    tus,
     uploads,
     users,
     visits,
@@ -44,4 +45,5 @@ BLUEPRINTS = (
     epro_reports.blp,
     readings.blp,
     uploads.blp,
+    tus.blp,
 )
