@@ -11,38 +11,14 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from api import config
 from services.storage import CHUNK, LocalStorage, Storage, make_storage
 from services.storage_s3 import S3Storage
+from tests.s3_server import BUCKET
 
 MiB = 1024 * 1024
-BUCKET = "dct-test-uploads"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """One moto server per module on a free port, with dummy credentials in the env."""
-    with pytest.MonkeyPatch.context() as env:
-        env.delenv("AWS_PROFILE", raising=False)
-        for name, value in AWS_ENV.items():
-            env.setenv(name, value)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-        yield endpoint
-        server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])
