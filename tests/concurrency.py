@@ -56,15 +56,19 @@ def at_once(*calls: Callable[[], T]) -> list[T]:
         return list(pool.map(run, calls))
 
 
-def wait_until_blocked(engine: Engine, pid: int) -> None:
-    """Until the backend `pid` waits for a lock (the other transaction), or fail."""
+def wait_until_blocked(engine: Engine, pid: int | None = None) -> None:
+    """Until the backend `pid` (or, without one, any backend of this database) waits
+    for a lock another transaction holds, or fail."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    if pid is not None:
+        query += f" AND pid = {int(pid)}"
     deadline = time.monotonic() + 30
     with engine.connect() as conn:
         while time.monotonic() < deadline:
-            waiting = conn.execute(
-                text("SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted"),
-                {"pid": pid},
-            ).scalar()
+            waiting = conn.execute(text(query)).scalar()
             conn.rollback()
             if waiting:
                 return

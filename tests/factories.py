@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask.testing import FlaskClient
@@ -23,6 +24,8 @@ from services.actor import Actor, Role
 from services.models import Participant, Site, Study, User
 
 PASSWORD = "correct horse battery staple"
+# Bearer headers by world member name: auth("coordinator_a").
+Headers = Callable[[str], dict[str, str]]
 _counter = itertools.count(1)
 ADMIN = Actor(user_id=None, role=Role.ADMIN, request_id="factory")
 
@@ -161,8 +164,22 @@ class World:
 
 
 def user_of(world: World, who: str) -> User:
-    """A member of the world by attribute name, for parametrized roles; "patient" is patient_a."""
-    return world.patient_a.user if who == "patient" else getattr(world, who)
+    """A member of the world by attribute name, for parametrized roles; "patient" is
+    patient_a, "patient_b" the other site's patient."""
+    patients = {"patient": world.patient_a, "patient_b": world.patient_b}
+    return patients[who].user if who in patients else getattr(world, who)
+
+
+def auth_for(client: FlaskClient, world: World) -> Headers:
+    """Bearer headers of the world's members by name (as `user_of`), each logged in once."""
+    cache: dict[str, dict[str, str]] = {}
+
+    def headers(who: str) -> dict[str, str]:
+        if who not in cache:
+            cache[who] = headers_for(client, user_of(world, who))
+        return cache[who]
+
+    return headers
 
 
 def make_world(db: Session) -> World:

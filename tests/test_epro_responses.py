@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,11 +30,12 @@ from services.models import (
 from tests.checks import assert_problem, audit_events, count
 from tests.epro_factories import ANSWERS, make_instance, make_questionnaire
 from tests.factories import (
+    Headers,
     World,
+    auth_for,
     headers_for,
     make_consent_document,
     make_staff,
-    user_of,
     withdraw_from_study,
 )
 from tests.visit_factories import book_via_api, enrolled_with_visits, make_nurse_ready
@@ -55,20 +55,10 @@ EVERY_TYPE = [
     {"item": "q9", "value": "Slipped in the bathroom"},
 ]
 
-Headers = Callable[[str], dict[str, str]]
-
 
 @pytest.fixture
 def auth(client: FlaskClient, world: World) -> Headers:
-    """Log-in headers by world member name ("patient" is patient_a), once per test."""
-    cache: dict[str, dict[str, str]] = {}
-
-    def headers(who: str) -> dict[str, str]:
-        if who not in cache:
-            cache[who] = headers_for(client, user_of(world, who))
-        return cache[who]
-
-    return headers
+    return auth_for(client, world)
 
 
 @pytest.fixture

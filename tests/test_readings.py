@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,11 +24,12 @@ from services.models import Participant, Reading, ReadingThreshold, Visit
 from services.people import actor_for
 from tests.checks import assert_problem, audit_events, count
 from tests.factories import (
+    Headers,
     World,
+    auth_for,
     headers_for,
     make_site,
     make_staff,
-    user_of,
     withdraw_from_study,
 )
 from tests.visit_factories import book_via_api, enrolled_with_visits, make_nurse_ready
@@ -37,21 +37,10 @@ from tests.visit_factories import book_via_api, enrolled_with_visits, make_nurse
 OMRON = {"manufacturer": "Omron", "model": "M3", "serial": "SN-0042", "firmware": "1.2.0"}
 BP = {"systolic": 128, "diastolic": 82}
 
-Headers = Callable[[str], dict[str, str]]
-
 
 @pytest.fixture
 def auth(client: FlaskClient, world: World) -> Headers:
-    """Log-in headers by world member name ("patient" is patient_a), once per test."""
-    cache: dict[str, dict[str, str]] = {}
-
-    def headers(who: str) -> dict[str, str]:
-        if who not in cache:
-            user = world.patient_b.user if who == "patient_b" else user_of(world, who)
-            cache[who] = headers_for(client, user)
-        return cache[who]
-
-    return headers
+    return auth_for(client, world)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 from tusclient import client as tus_client
 from tusclient.uploader import Uploader
@@ -33,7 +32,7 @@ from services.db import utcnow
 from services.models import TusTransfer, Upload
 from services.uploads import Limits
 from tests.checks import assert_problem, audit_events, count
-from tests.concurrency import fresh_postgres_database
+from tests.concurrency import fresh_postgres_database, wait_until_blocked
 from tests.conftest import joined_sessions
 from tests.factories import (
     Patient,
@@ -807,23 +806,6 @@ class HeldBody(io.RawIOBase):
         return self._data.readinto(memoryview(buffer)[: end - position])
 
 
-def wait_for_a_lock_wait(engine: Engine) -> None:
-    deadline = time.monotonic() + 30
-    with engine.connect() as conn:
-        while time.monotonic() < deadline:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar()
-            conn.rollback()
-            if waiting:
-                return
-            time.sleep(0.01)
-    pytest.fail("the second PATCH never waited for the first")
-
-
 def test_a_patch_waits_for_the_one_streaming_and_then_finds_the_offset_moved(
     fresh_url: str, make_app, upload_dir: Path
 ):
@@ -850,7 +832,7 @@ def test_a_patch_waits_for_the_one_streaming_and_then_finds_the_offset_moved(
         streaming = pool.submit(first)
         assert held.streaming.wait(30)
         waiting = pool.submit(second)
-        wait_for_a_lock_wait(app.extensions["db"].engine)
+        wait_until_blocked(app.extensions["db"].engine)
         held.release.set()
         assert (streaming.result(), waiting.result()) == (204, 409)
 

@@ -15,23 +15,19 @@ from sqlalchemy.orm import Session
 
 from api.resources.uploads import attachment
 from services.actor import Role
-from services.models import Upload, Visit
+from services.models import Upload
 from services.upload_reads import IntegrityFailure
 from tests.checks import assert_problem, audit_events, count
 from tests.conftest import AppFactory
-from tests.factories import World, headers_for, make_staff, user_of
+from tests.factories import Headers, World, headers_for, make_staff, user_of
 from tests.test_uploads import (
     CSV,
     PDF,
     UPLOADS,
-    Headers,
-    auth_for,
-    checked_in,
     fields_for,
     sha256,
     upload,
 )
-from tests.visit_factories import enrolled_with_visits
 
 MiB = 1024 * 1024
 BIG = PDF + bytes(range(256)) * (10 * 1024)  # 2.5 MiB: three chunks from storage
@@ -46,21 +42,6 @@ def upload_app(make_app: AppFactory, tmp_path: Path) -> Flask:
 @pytest.fixture
 def app_client(upload_app: Flask) -> FlaskClient:
     return upload_app.test_client()
-
-
-@pytest.fixture
-def auth(app_client: FlaskClient, world: World) -> Headers:
-    return auth_for(app_client, world)
-
-
-@pytest.fixture
-def enrolled(db: Session, world: World) -> list[Visit]:
-    return enrolled_with_visits(db, world)
-
-
-@pytest.fixture
-def visit(app_client: FlaskClient, db: Session, world: World, enrolled: list[Visit]) -> Visit:
-    return checked_in(app_client, db, world, enrolled)
 
 
 @pytest.fixture

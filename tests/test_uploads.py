@@ -9,7 +9,7 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,11 +19,10 @@ from sqlalchemy.orm import Session
 from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
-from services.models import Upload, Visit
+from services.models import Upload
 from tests.checks import assert_problem, audit_events, count
 from tests.conftest import AppFactory
-from tests.factories import World, headers_for, random_id, user_of, withdraw_from_study
-from tests.visit_factories import book_via_api, enrolled_with_visits, make_nurse_ready
+from tests.factories import headers_for, random_id, withdraw_from_study
 
 UPLOADS = "/api/v1/uploads"
 BOUNDARY = "dct-test-7d1f0a"
@@ -35,7 +34,6 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\
 CSV = b"measured_at,systolic,diastolic\n2026-11-20T08:00:00Z,128,84\n"
 NOTES = b"Dear doctor\nthese are my notes\n"
 
-Headers = Callable[[str], dict[str, str]]
 Part = tuple[str, bytes | str, str | None]  # name, value, filename (files only)
 
 
@@ -141,47 +139,6 @@ def assert_nothing_kept(db: Session, folder: Path) -> None:
 def app_client(make_app: AppFactory, tmp_path: Path) -> FlaskClient:
     """An app storing into this test's own folder, so the folder can be inspected."""
     return make_app(DCT_UPLOAD_DIR=str(tmp_path)).test_client()
-
-
-def auth_for(client: FlaskClient, world: World) -> Headers:
-    """Bearer headers of the world's members by name, logging each in once."""
-    cache: dict[str, dict[str, str]] = {}
-
-    def headers(who: str) -> dict[str, str]:
-        if who not in cache:
-            cache[who] = headers_for(client, user_of(world, who))
-        return cache[who]
-
-    return headers
-
-
-def checked_in(client: FlaskClient, db: Session, world: World, planned: list[Visit]) -> Visit:
-    """patient_a's first visit, booked for nurse_a, who has checked in."""
-    make_nurse_ready(db, world)
-    first = planned[0]
-    start = dt.datetime(2026, 3, 16, 8, tzinfo=dt.UTC)
-    booked = book_via_api(client, world.coordinator_a, first, world.nurse_a, start)
-    assert booked.status_code == 200, booked.get_json()
-    nurse = headers_for(client, world.nurse_a)
-    check_in = client.post(f"/api/v1/visits/{first.id}/check-in", headers=nurse)
-    assert check_in.status_code == 200, check_in.get_json()
-    return first
-
-
-@pytest.fixture
-def auth(app_client: FlaskClient, world: World) -> Headers:
-    return auth_for(app_client, world)
-
-
-@pytest.fixture
-def enrolled(db: Session, world: World) -> list[Visit]:
-    """patient_a enrolled with a current consent; their planned visits."""
-    return enrolled_with_visits(db, world)
-
-
-@pytest.fixture
-def visit(app_client: FlaskClient, db: Session, world: World, enrolled: list[Visit]) -> Visit:
-    return checked_in(app_client, db, world, enrolled)
 
 
 # --- accepted ------------------------------------------------------------------------
