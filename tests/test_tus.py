@@ -489,6 +489,27 @@ def test_a_body_may_exceed_the_apps_request_limit(
     assert content_of(tus_app, the_upload(db, done)) == content
 
 
+def test_behind_gunicorn_the_last_byte_completes_the_upload(
+    http: FlaskClient, auth: dict[str, str], db: Session, tus_app: Flask
+):
+    """gunicorn marks its input terminated, so werkzeug enforces the request's limit on
+    the stream itself: the body that fills the transfer exactly must still pass, and
+    one byte more must not."""
+    behind_gunicorn = {"wsgi.input_terminated": True}
+    content = pdf(300_000)
+    url = created(http, auth, content)
+    headers = {**auth, "Upload-Offset": "0", "Content-Type": OFFSET_STREAM}
+
+    too_long = http.patch(
+        url, data=content + b"x", headers=headers, environ_overrides=behind_gunicorn
+    )
+    done = http.patch(url, data=content, headers=headers, environ_overrides=behind_gunicorn)
+
+    assert_problem(too_long, 413)
+    assert done.status_code == 204, done.get_data(as_text=True)
+    assert content_of(tus_app, the_upload(db, done)) == content
+
+
 def test_a_transfer_in_one_process_is_hashed_as_it_arrives(
     http: FlaskClient, auth: dict[str, str], db: Session, tus_app: Flask, monkeypatch
 ):

@@ -187,8 +187,10 @@ def _checksum() -> bytes | None:
 
 def _body(room: int) -> Iterator[bytes]:
     """The PATCH body, streamed. The app's request limit is for JSON; a body larger
-    than the room left is a 413 (at once when its Content-Length says so)."""
-    request.max_content_length = room
+    than the room left is a 413 (at once when its Content-Length says so). One byte
+    more than the room, because behind gunicorn (`wsgi.input_terminated`) werkzeug
+    refuses the read that reaches the limit itself; `tus` counts the room exactly."""
+    request.max_content_length = room + 1
     try:
         while chunk := request.stream.read(CHUNK):
             yield chunk
