@@ -26,36 +26,37 @@ at 127.0.0.1:5432) and drops it at the end.
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from common import PASSWORD, make_app, reset, timed
-from consent_setup import Trial, add_patient, make_trial
+from common import (
+    access_tokens,
+    consent_and_enroll,
+    gunicorn,
+    make_app,
+    reset,
+    scratch_database,
+    share_token_secret,
+    timed,
+)
+from consent_setup import add_patient, make_trial
 from flask import Flask
-from sqlalchemy import func, insert, make_url, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from consent import signing
-from consent.models import SignerRole
-from services import audit, enrolment, epro_definitions, people
+from services import audit, epro_definitions, people
 from services.db import make_engine, utcnow
-from services.models import AuditEvent, EproInstance, EproResponse, Participant
+from services.models import AuditEvent, EproInstance, EproResponse
 
-ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).with_suffix(".lua")
 ZONE = ZoneInfo("Europe/Brussels")
 CONSENT = "## Why this study\n\nWe study home monitoring.\n\n## Risks\n\nFew."
@@ -154,38 +155,6 @@ class WrkResult:
         )
 
 
-@contextmanager
-def scratch_database(server: str) -> Iterator[str]:
-    """A new database on the server, dropped afterwards."""
-    name = f"dct_bench_epro_submissions_{os.getpid()}"
-    admin = make_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def sign(session: Session, signer: Any, participant: Participant, trial: Trial, role: str) -> None:
-    document = trial.document
-    signing.sign(
-        session,
-        people.actor_for(session, signer, "bench"),
-        document.id,
-        signing.SignatureRequest(
-            participant_id=participant.id,
-            role=SignerRole(role),
-            full_name=signer.full_name,
-            password=PASSWORD,
-            document_sha256=document.content_sha256 or "",
-        ),
-        signing.ClientInfo(address="127.0.0.1", user_agent="bench"),
-    )
-
-
 def seed(app: Flask, participants: int, instances: int) -> tuple[list[str], list[list[str]]]:
     """The patients' e-mail addresses, and per patient the ids of their open instances."""
     sessions = app.extensions["db"].sessions
@@ -202,9 +171,7 @@ def seed(app: Flask, participants: int, instances: int) -> tuple[list[str], list
         enrolled = []
         for n in range(participants):
             participant = add_patient(session, trial, f"Patient Number{n}")
-            sign(session, participant.user, participant, trial, "participant")
-            sign(session, trial.coordinator, participant, trial, "investigator")
-            enrolment.enroll(session, coordinator, participant.id, dt.date.today())
+            consent_and_enroll(session, trial.coordinator, participant, trial.document)
             enrolled.append(participant)
         emails = [p.user.email or "" for p in enrolled]
         now = utcnow()
@@ -233,16 +200,6 @@ def seed(app: Flask, participants: int, instances: int) -> tuple[list[str], list
     return emails, per_participant
 
 
-def tokens(app: Flask, emails: list[str]) -> list[str]:
-    client = app.test_client()
-    found = []
-    for email in emails:
-        response = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-        assert response.status_code == 200, response.get_json()
-        found.append(response.get_json()["access_token"])
-    return found
-
-
 def request_lines(access: list[str], instances: list[list[str]]) -> list[str]:
     """Round-robin over the patients, so concurrent requests are mostly different
     patients (as in real use), each instance once with a fresh client_id."""
@@ -264,20 +221,6 @@ def request_lines(access: list[str], instances: list[list[str]]) -> list[str]:
             }
             lines.append(f"{token}\t{json.dumps(body, separators=(',', ':'))}")
     return lines
-
-
-def wait_until_up(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit("gunicorn exited; see its log above")
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as response:  # noqa: S310 - our own server
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit("gunicorn did not answer /healthz within 60 s")
 
 
 def wrk(base: str, args: argparse.Namespace, seconds: int, *script_args: str) -> WrkResult:
@@ -342,7 +285,7 @@ def run(args: argparse.Namespace, url: str) -> None:
     with timed(f"{args.participants} enrolled patients, {args.instances} open instances each"):
         emails, instances = seed(app, args.participants, args.instances)
     with timed("log-ins"):
-        access = tokens(app, emails)
+        access = access_tokens(app, emails)
     app.extensions["db"].engine.dispose()
     lines = request_lines(access, instances)
     warm = args.connections * 10
@@ -355,27 +298,13 @@ def run(args: argparse.Namespace, url: str) -> None:
 
 def measure(args: argparse.Namespace, url: str, warm_file: Path, main_file: Path, n: int) -> None:
     base = f"http://127.0.0.1:{args.port}"
-    env = {**os.environ, "DATABASE_URL": url, "DCT_LOG_LEVEL": "WARNING"}
-    command = [
-        str(ROOT / ".venv/bin/gunicorn"),
-        f"--workers={args.workers}",
-        f"--threads={args.threads}",
-        f"--bind=127.0.0.1:{args.port}",
-        "--backlog=2048",
-        "--log-level=warning",
-        "wsgi:app",
-    ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own command line
-    try:
-        wait_until_up(base, server)
+    options = (f"--workers={args.workers}", f"--threads={args.threads}", "--backlog=2048")
+    with gunicorn(args.port, {"DATABASE_URL": url}, *options):
         threads = str(args.wrk_threads)
         wrk(base, args, 2, "healthz")
         healthz = wrk(base, args, args.seconds, "healthz")
         warm = wrk(base, args, 1, "submit", str(warm_file), threads)
         submissions = wrk(base, args, args.seconds, "submit", str(main_file), threads)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     durability = ", ".join(f"{k}={v}" for k, v in server_settings(url).items())
     worker_kind = "sync" if args.threads == 1 else f"gthread x{args.threads}"
     print(
@@ -407,10 +336,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--port", type=int, default=8077)
     args = parser.parse_args()
-    # The server and this process must agree on the token secret; tokens outlive the run.
-    os.environ["JWT_SECRET_KEY"] = base64.urlsafe_b64encode(os.urandom(48)).decode()
-    os.environ["DCT_ACCESS_TOKEN_MINUTES"] = "1440"  # noqa: S105 - minutes, not a secret
-    with scratch_database(args.postgres) as url:
+    share_token_secret()
+    with scratch_database(args.postgres, "epro_submissions") as url:
         run(args, url)
 
 
