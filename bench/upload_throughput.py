@@ -305,6 +305,7 @@ def measure(args: argparse.Namespace, url: str, token: str, folder: Path) -> Non
         expect(curl("-H", auth, f"{base}/api/v1/me"), 200, "GET /me")  # a database connection
         baseline = worker.status_kib("VmHWM")
         for name, upload in (("multipart", upload_multipart), ("tus", upload_tus)):
+            os.sync()  # neither upload pays for the write-back of the one before
             worker.reset_peak()
             cpu = worker.cpu_seconds()
             print(f"uploading: {name}", flush=True)
