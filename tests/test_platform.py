@@ -85,6 +85,14 @@ CONTRACT = {
     ("get", "/api/v1/participants/{}/uploads"),
     ("post", "/api/v1/participants/{}/readings"),
     ("get", "/api/v1/participants/{}/readings"),
+    ("get", "/api/v1/readings/{}"),
+    ("get", "/api/v1/readings/{}/fhir"),
+    ("put", "/api/v1/studies/{}/reading-thresholds"),
+    ("get", "/api/v1/studies/{}/reading-thresholds"),
+    ("get", "/api/v1/studies/{}/readings/flagged"),
+    ("post", "/api/v1/uploads/tus/"),
+    ("patch", "/api/v1/uploads/tus/{}"),
+    ("delete", "/api/v1/uploads/tus/{}"),
 }
 PUBLIC = {
     "/healthz",
