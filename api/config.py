@@ -45,6 +45,19 @@ DEFAULTS: dict[str, Any] = {
     "DCT_UPLOAD_MAX_BYTES": 200 * 1024 * 1024,
     "DCT_UPLOAD_MAX_BYTES_BY_KIND": "",
     "DCT_TUS_EXPIRY_HOURS": 24,
+    "DCT_SCHEDULER_ENABLED": True,
+    "DCT_SMS_GATEWAY": "console",
+    "TWILIO_ACCOUNT_SID": "",
+    "TWILIO_AUTH_TOKEN": "",
+    "TWILIO_MESSAGING_SERVICE_SID": "",
+    "TWILIO_FROM_NUMBER": "",
+    "TWILIO_API_BASE_URL": "https://api.twilio.com",
+    "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+    "DCT_SMS_VALIDITY_SECONDS": 14400,
+    "DCT_SMS_DAILY_CAP": 3,
+    "DCT_SMS_DISPATCH_SECONDS": 5,
+    "DCT_SMS_LEASE_SECONDS": 120,
+    "DCT_SMS_MAX_ATTEMPTS": 6,
 }
 
 
@@ -74,6 +87,17 @@ def _check(settings: Mapping[str, Any]) -> None:
         raise RuntimeError("DCT_STORAGE_BACKEND must be 'local' or 's3'")
     if settings["DCT_STORAGE_BACKEND"] == "s3" and not settings["DCT_S3_BUCKET"]:
         raise RuntimeError("DCT_S3_BUCKET must be set for DCT_STORAGE_BACKEND=s3")
+    if settings["DCT_SMS_GATEWAY"] not in ("console", "twilio"):
+        raise RuntimeError("DCT_SMS_GATEWAY must be 'console' or 'twilio'")
+    if settings["DCT_SMS_GATEWAY"] == "twilio" and not (
+        settings["TWILIO_ACCOUNT_SID"]
+        and settings["TWILIO_AUTH_TOKEN"]
+        and (settings["TWILIO_MESSAGING_SERVICE_SID"] or settings["TWILIO_FROM_NUMBER"])
+    ):
+        raise RuntimeError(
+            "DCT_SMS_GATEWAY=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
+            "TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER"
+        )
     decode_master_key(settings["DCT_ENCRYPTION_KEY"])
     if settings["DCT_ENV"] != "production":
         return

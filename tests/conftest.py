@@ -60,6 +60,7 @@ def app_settings(database_url: str, **extra: object) -> dict[str, object]:
         "DCT_LOGIN_RATE_LIMIT": "10000 per minute",
         "DCT_LOG_LEVEL": "WARNING",
         "DCT_UPLOAD_DIR": UPLOAD_DIR,
+        "DCT_SCHEDULER_ENABLED": False,
         **extra,
     }
 

@@ -11,6 +11,14 @@ from services.models.epro import (
     Timeliness,
 )
 from services.models.identity import ActivationCode, AuthSession, RefreshToken
+from services.models.notification import (
+    SMS_STATUSES,
+    NotificationPreference,
+    SmsEvent,
+    SmsMessage,
+    SmsStatus,
+    StudySmsSettings,
+)
 from services.models.participant import ConsentState, Participant, ParticipantStatus
 from services.models.study import Site, Study
 from services.models.upload import (
@@ -37,6 +45,7 @@ __all__ = [
     "BUSY_STATUSES",
     "ORIGINATORS",
     "READING_TYPES",
+    "SMS_STATUSES",
     "UPLOAD_KINDS",
     "ActivationCode",
     "AuditChainHead",
@@ -48,6 +57,7 @@ __all__ = [
     "EproInstance",
     "EproResponse",
     "InstanceStatus",
+    "NotificationPreference",
     "NurseProfile",
     "NurseTimeOff",
     "Participant",
@@ -59,7 +69,11 @@ __all__ = [
     "RefreshToken",
     "ResponseStatus",
     "Site",
+    "SmsEvent",
+    "SmsMessage",
+    "SmsStatus",
     "Study",
+    "StudySmsSettings",
     "Timeliness",
     "TusTransfer",
     "Upload",
