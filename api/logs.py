@@ -49,6 +49,8 @@ def configure(level: str) -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # Job outcomes are logged by dct.scheduler; APScheduler's own chatter is not needed.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # HTTP clients log request URLs at DEBUG; Twilio's carry phone numbers.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def init_app(app: Flask) -> None:

@@ -31,7 +31,7 @@ from services.db import empty_database
 from tests.factories import World, make_world
 
 # Fixtures other modules offer: a local S3 server; the upload tests' participants.
-pytest_plugins = ["tests.s3_server", "tests.upload_fixtures"]
+pytest_plugins = ["tests.s3_server", "tests.upload_fixtures", "tests.fake_twilio"]
 
 TEST_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 TEST_JWT_SECRET = base64.urlsafe_b64encode(os.urandom(48)).decode()

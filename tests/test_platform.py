@@ -93,6 +93,12 @@ CONTRACT = {
     ("post", "/api/v1/uploads/tus/"),
     ("patch", "/api/v1/uploads/tus/{}"),
     ("delete", "/api/v1/uploads/tus/{}"),
+    # Reminders
+    ("get", "/api/v1/me/notification-preferences"),
+    ("put", "/api/v1/me/notification-preferences"),
+    ("get", "/api/v1/participants/{}/notifications"),
+    ("post", "/api/v1/webhooks/twilio/status"),
+    ("post", "/api/v1/webhooks/twilio/inbound"),
 }
 PUBLIC = {
     "/healthz",
@@ -100,6 +106,8 @@ PUBLIC = {
     "/api/v1/auth/login",
     "/api/v1/auth/activate",
     "/api/v1/me/visits.ics",  # the calendar feed: its token is the credential
+    "/api/v1/webhooks/twilio/status",  # Twilio's signature is the credential
+    "/api/v1/webhooks/twilio/inbound",
 }
 METHODS = {"get", "post", "put", "patch", "delete"}
 

@@ -1,0 +1,263 @@
+"""Where an SMS leaves the system: Twilio in production, the log in development.
+
+The dispatcher only sees `SmsGateway`: it sends, and after a lost answer asks
+`find_sent` whether Twilio has the message anyway, so a retry never sends twice.
+Errors are sorted into the two kinds the dispatcher acts on: transient (retry with
+backoff) and permanent (fail the row now). Neither logs nor error texts carry the
+number or the text: both are personal data, and a reminder's text hints at care.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import requests
+from requests.adapters import HTTPAdapter
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
+from twilio.rest import Client
+
+from services import sms_content
+from services.models import SmsStatus
+
+log = logging.getLogger("dct.sms")
+
+TWILIO_API = "https://api.twilio.com"
+STATUS_CALLBACK_PATH = "/api/v1/webhooks/twilio/status"
+DEFAULT_TIMEOUT_SECONDS = 10.0
+# Connections kept per host: the dispatcher sends from several threads at once.
+POOL_SIZE = 64
+RECONCILE_LIMIT = 200
+
+# Twilio's message statuses as the outbox's. Twilio's intermediate states all mean
+# "Twilio has it", which is `sent` for the outbox; unknown states (WhatsApp's `read`,
+# scheduling) are not used here.
+TWILIO_STATUSES: dict[str, SmsStatus] = {
+    "accepted": SmsStatus.SENT,
+    "queued": SmsStatus.SENT,
+    "sending": SmsStatus.SENT,
+    "sent": SmsStatus.SENT,
+    "delivered": SmsStatus.DELIVERED,
+    "undelivered": SmsStatus.UNDELIVERED,
+    "failed": SmsStatus.FAILED,
+}
+
+# Error codes that say the recipient's phone is the problem: the coordinator must
+# check the number with the participant. The texts are shown to coordinators.
+PHONE_PROBLEMS: dict[int, str] = {
+    21211: "not a valid phone number",
+    21610: "the number unsubscribed from SMS (replied STOP)",
+    21614: "not a mobile number",
+    30003: "the phone is unreachable",
+    30004: "the message was blocked by the phone or the carrier",
+    30005: "the number is unknown or no longer in service",
+    30006: "a landline or an unreachable carrier",
+}
+
+
+def outbox_status(twilio_status: str) -> SmsStatus | None:
+    """The outbox status a Twilio message status means, or None for one not tracked."""
+    return TWILIO_STATUSES.get(twilio_status.strip().lower())
+
+
+def error_text(code: int | None, http_status: int | None = None) -> str:
+    """A description of a Twilio error without Twilio's own message, which quotes the number."""
+    if code in PHONE_PROBLEMS:
+        return f"{code}: {PHONE_PROBLEMS[code]}"
+    if code is not None:
+        return f"Twilio error {code}" + (f" (HTTP {http_status})" if http_status else "")
+    return f"Twilio answered HTTP {http_status}" if http_status else "Twilio error"
+
+
+class SmsError(Exception):
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class TransientSmsError(SmsError):
+    """Worth retrying later: throttling (429), Twilio's 5xx, no answer in time."""
+
+
+class PermanentSmsError(SmsError):
+    """Retrying cannot help: the number, the account or the request is wrong."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    sid: str
+    status: str  # an outbox status (SmsStatus value): sent, or already delivered/failed
+
+
+class SmsGateway(Protocol):
+    name: str
+
+    def send(self, to: str, body: str, message_id: uuid.UUID) -> SendResult: ...
+
+    def find_sent(self, to: str, body: str, since: dt.datetime) -> SendResult | None: ...
+
+
+class ConsoleGateway:
+    """The development gateway: a log line instead of an SMS, every send a success."""
+
+    name = "console"
+
+    def send(self, to: str, body: str, message_id: uuid.UUID) -> SendResult:
+        log.info(
+            "sms sent (console): message %s, %d characters, %d segment(s)",
+            message_id,
+            len(body),
+            sms_content.segments(body),
+        )
+        return SendResult(sid=f"CONSOLE-{uuid.uuid4().hex}", status=SmsStatus.SENT.value)
+
+    def find_sent(self, to: str, body: str, since: dt.datetime) -> SendResult | None:
+        """Nothing to ask: a console send cannot have been lost on the way."""
+        return None
+
+
+class RebasedHttpClient(TwilioHttpClient):
+    """The SDK's HTTP client sending to another base URL (a local fake Twilio in tests
+    and benchmarks), with a timeout, a pool for concurrent sends and no request logs
+    (the SDK logs query strings, which hold the recipient's number)."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        assert self.session is not None
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, HTTPAdapter(pool_maxsize=POOL_SIZE))
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
+        if url.startswith(TWILIO_API):
+            url = self.base_url + url[len(TWILIO_API) :]
+        return super().request(method, url, *args, **kwargs)
+
+    def log_request(self, kwargs: dict[str, Any]) -> None:
+        return
+
+    def log_response(self, status_code: int, response: Any) -> None:
+        return
+
+
+class TwilioGateway:
+    """Twilio's Programmable Messaging through the official SDK."""
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        public_base_url: str,
+        validity_seconds: int,
+        messaging_service_sid: str = "",
+        from_number: str = "",
+        api_base_url: str = TWILIO_API,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self.client = Client(
+            account_sid, auth_token, http_client=RebasedHttpClient(api_base_url, timeout)
+        )
+        self.callback_base = public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
+        self.validity_seconds = validity_seconds
+        # A messaging service picks the sender itself; otherwise our own number sends.
+        self.sender = (
+            {"messaging_service_sid": messaging_service_sid}
+            if messaging_service_sid
+            else {"from_": from_number}
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Mapping[str, Any], *, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> TwilioGateway:
+        return cls(
+            account_sid=settings["TWILIO_ACCOUNT_SID"],
+            auth_token=settings["TWILIO_AUTH_TOKEN"],
+            public_base_url=settings["PUBLIC_BASE_URL"],
+            validity_seconds=int(settings["DCT_SMS_VALIDITY_SECONDS"]),
+            messaging_service_sid=settings["TWILIO_MESSAGING_SERVICE_SID"],
+            from_number=settings["TWILIO_FROM_NUMBER"],
+            api_base_url=settings["TWILIO_API_BASE_URL"],
+            timeout=timeout,
+        )
+
+    def status_callback(self, message_id: uuid.UUID) -> str:
+        """Carries the row id, so a callback finds its row even before the SID is stored."""
+        return f"{self.callback_base}?message_id={message_id}"
+
+    def send(self, to: str, body: str, message_id: uuid.UUID) -> SendResult:
+        with _classified():
+            message = self.client.messages.create(
+                to=to,
+                body=body,
+                status_callback=self.status_callback(message_id),
+                validity_period=self.validity_seconds,
+                **self.sender,
+            )
+        return _result(message.sid, message.status)
+
+    def find_sent(self, to: str, body: str, since: dt.datetime) -> SendResult | None:
+        """The latest message with exactly this body sent to this number since `since`.
+
+        Twilio filters by whole UTC days and stamps messages to the second, so the rest
+        is filtered here. Clock skew between us and Twilio is the caller's margin."""
+        earliest = since.replace(microsecond=0)
+        day = earliest.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        with _classified():
+            messages = self.client.messages.list(to=to, date_sent_after=day, limit=RECONCILE_LIMIT)
+        matches = [
+            m
+            for m in messages
+            if m.body == body and m.date_created is not None and m.date_created >= earliest
+        ]
+        if not matches:
+            return None
+        latest = max(matches, key=lambda m: m.date_created)
+        return _result(latest.sid, latest.status)
+
+
+def _result(sid: str | None, twilio_status: Any) -> SendResult:
+    status = outbox_status(str(twilio_status or "")) or SmsStatus.SENT
+    return SendResult(sid=str(sid), status=status.value)
+
+
+@contextmanager
+def _classified() -> Iterator[None]:
+    """Turns the SDK's and requests' exceptions into the gateway's two kinds."""
+    try:
+        yield
+    except requests.Timeout as error:
+        raise TransientSmsError("Twilio did not answer in time") from error
+    except requests.RequestException as error:
+        raise TransientSmsError(f"could not reach Twilio ({type(error).__name__})") from error
+    except (TwilioRestException, TwilioServiceException) as error:
+        raise _from_twilio(error.status, error.code) from error
+    except TwilioException as error:  # a list page that did not answer 200
+        raise TransientSmsError("Twilio's answer could not be read") from error
+
+
+def _from_twilio(http_status: int, code: int | None) -> SmsError:
+    # Without an error body the SDK puts the HTTP status where Twilio's code belongs.
+    code = None if code == http_status else code
+    text = error_text(code, http_status)
+    if http_status == 429 or http_status >= 500:
+        return TransientSmsError(text, code)
+    return PermanentSmsError(text, code)
+
+
+def make_gateway(settings: Mapping[str, Any]) -> SmsGateway:
+    """DCT_SMS_GATEWAY picks it; config.load has already checked Twilio's settings."""
+    if settings["DCT_SMS_GATEWAY"] == "twilio":
+        return TwilioGateway.from_settings(settings)
+    return ConsoleGateway()
