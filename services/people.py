@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services import audit, crypto
+from services import audit, crypto, sms_rules
 from services.access import get_visible, require_role, visible_participants, visible_sites
 from services.activation import issue_activation_code
 from services.actor import Actor, Role
@@ -285,7 +285,9 @@ def create_participant(
         subject=participant_subject(participant),
         after=participant_snapshot(participant),
     )
-    return participant, issue_activation_code(session, user)
+    code = issue_activation_code(session, user)
+    sms_rules.plan_activation_sms(session, user, code)
+    return participant, code
 
 
 # Contact fields a patient may correct themselves; staff may change any of them.
@@ -355,6 +357,7 @@ def reissue_activation_code(session: Session, actor: Actor, participant_id: uuid
     require_role(actor, Role.COORDINATOR)
     participant = get_visible(session, visible_participants(actor), participant_id, "participant")
     code = issue_activation_code(session, participant.user)
+    sms_rules.plan_activation_sms(session, participant.user, code)
     audit.record(
         session,
         actor,

@@ -20,7 +20,7 @@ from sqlalchemy import Select, false, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from services import audit, epro_plan, nurses
+from services import audit, epro_plan, nurses, sms_rules
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
 from services.consent_gate import require_current_consent
@@ -279,6 +279,7 @@ def book(
         raise Conflict("the nurse was booked for an overlapping time meanwhile") from exc
     _record(session, actor, "visit.schedule", visit, before=before)
     epro_plan.follow_visit(session, actor, visit)
+    sms_rules.plan_visit_reminders(session, visit)
     if deviation:
         _record(
             session,
@@ -346,6 +347,7 @@ def transition(
     _record(session, actor, f"visit.{status.value}", visit, before=before, reason=reason)
     if status == VisitStatus.CANCELLED:
         epro_plan.follow_visit(session, actor, visit)
+        sms_rules.plan_visit_reminders(session, visit)
     return visit
 
 
