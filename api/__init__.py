@@ -47,4 +47,5 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from api import cli
 
     cli.init_app(app)
+    cli.start_scheduler_under_flask_run(app)
     return app

@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 from alembic import command
 from alembic.config import Config
+from apscheduler.schedulers.base import BaseScheduler
 from flask import Flask, current_app
-from flask.cli import AppGroup
-from werkzeug.serving import run_simple
+from flask.cli import AppGroup, run_command
+from flask.helpers import get_debug_flag
+from werkzeug.serving import is_running_from_reloader, run_simple
 
 from api.db import database
 from consent import demo as consent_demo
@@ -133,15 +135,20 @@ def demo_seed() -> None:
     click.echo("\nAPI docs: http://127.0.0.1:5000/api/v1/docs\n")
 
 
+def build_scheduler(app: Flask, *, blocking: bool) -> BaseScheduler:
+    from consent.jobs import CONSENT_JOBS
+    from scheduling.runner import build_scheduler as build
+
+    return build(
+        app.extensions["db"].sessions, app.config, blocking=blocking, extra_jobs=CONSENT_JOBS
+    )
+
+
 @scheduler_cli.command("run")
 def scheduler_run() -> None:
-    """Run the scheduler in the foreground: production runs this as its own process."""
-    from consent.jobs import CONSENT_JOBS
-    from scheduling.runner import build_scheduler
-
-    scheduler = build_scheduler(
-        database().sessions, current_app.config, blocking=True, extra_jobs=CONSENT_JOBS
-    )
+    """Run the scheduler in the foreground: production runs this as its own process
+    (one or more: every job claims its work in the database)."""
+    scheduler = build_scheduler(current_app, blocking=True)
     click.echo("scheduler running; Ctrl+C to stop")
     scheduler.start()
 
@@ -150,19 +157,37 @@ def scheduler_run() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 def serve(host: str, port: int) -> None:
-    """Development server with the scheduler in the same process (`make run`)."""
-    from consent.jobs import CONSENT_JOBS
-    from scheduling.runner import build_scheduler
-
-    scheduler = build_scheduler(
-        database().sessions, current_app.config, blocking=False, extra_jobs=CONSENT_JOBS
+    """Development server with the scheduler in the same process (`make run`), unless
+    DCT_SCHEDULER_ENABLED is false."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    scheduler = (
+        build_scheduler(app, blocking=False) if app.config["DCT_SCHEDULER_ENABLED"] else None
     )
-    scheduler.start()
+    if scheduler is not None:
+        scheduler.start()
     click.echo(f"serving http://{host}:{port} (docs: /api/v1/docs); Ctrl+C stops")
     try:
-        run_simple(host, port, current_app._get_current_object(), threaded=True)
+        run_simple(host, port, app, threaded=True)
     finally:
-        scheduler.shutdown(wait=False)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
+
+def start_scheduler_under_flask_run(app: Flask) -> BaseScheduler | None:
+    """`flask --app wsgi run` is Flask's own command, so the app starts the scheduler
+    itself when that command is what loads it. Nothing else does this: gunicorn
+    imports the app outside any click command, and the other commands are not `run`.
+    With the reloader, only the child process that serves starts it, not the parent
+    that watches files. It runs in daemon threads and ends with the server."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.command is not run_command or not app.config["DCT_SCHEDULER_ENABLED"]:
+        return None
+    reload = ctx.params.get("reload")
+    if (get_debug_flag() if reload is None else reload) and not is_running_from_reloader():
+        return None
+    scheduler = build_scheduler(app, blocking=False)
+    scheduler.start()
+    return scheduler
 
 
 def init_app(app: Flask) -> None:

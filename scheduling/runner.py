@@ -21,8 +21,9 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
-from scheduling import housekeeping
+from scheduling import housekeeping, sms_dispatch
 from services.actor import Actor
+from services.sms_gateway import make_gateway
 from services.storage import make_storage
 
 log = logging.getLogger("dct.scheduler")
@@ -30,28 +31,47 @@ log = logging.getLogger("dct.scheduler")
 Job = Callable[[Session, Actor], object]
 
 
+# A job that must not run inside one transaction (the SMS dispatcher sends between
+# its own short ones) gets the session factory instead of a session.
+OwnTransactionsJob = Callable[[sessionmaker[Session], Actor], object]
+
+
 @dataclass(frozen=True)
 class JobSpec:
+    """Runs every `minutes` plus `seconds` (the dispatcher ticks in seconds)."""
+
     id: str
-    func: Job
-    minutes: int
+    func: Job | OwnTransactionsJob
+    minutes: int = 0
+    seconds: int = 0
+    own_transactions: bool = False
 
 
-def run_job(sessions: sessionmaker[Session], job_id: str, func: Job) -> None:
-    """One run of one job in its own transaction, acting as the system."""
+def run_job(
+    sessions: sessionmaker[Session],
+    job_id: str,
+    func: Job | OwnTransactionsJob,
+    own_transactions: bool = False,
+) -> None:
+    """One run of one job, acting as the system: in its own transaction, or, for an
+    `own_transactions` job, handed the session factory to open its own."""
     actor = Actor.system(request_id=f"job-{job_id}-{uuid.uuid4().hex[:12]}")
-    with sessions() as session:
-        try:
-            result = func(session, actor)
-            session.commit()
-        except Exception:
-            session.rollback()
-            log.exception("job failed", extra={"job": job_id})
-            return
+    try:
+        if own_transactions:
+            result = func(sessions, actor)  # type: ignore[arg-type]
+        else:
+            with sessions() as session:  # closing it rolls back what a failure left
+                result = func(session, actor)  # type: ignore[arg-type]
+                session.commit()
+    except Exception:
+        log.exception("job failed", extra={"job": job_id})
+        return
     log.info("job done: %s", result, extra={"job": job_id})
 
 
 def job_specs(settings: dict) -> list[JobSpec]:
+    """The gateway is built once here, so its HTTP client is reused across ticks."""
+    gateway = make_gateway(settings)
     return [
         JobSpec("audit-seal", housekeeping.seal_audit_trail, settings["DCT_AUDIT_SEAL_MINUTES"]),
         JobSpec("purge-expired-sessions", housekeeping.purge_expired_sessions, 60),
@@ -68,6 +88,13 @@ def job_specs(settings: dict) -> list[JobSpec]:
             "expire-tus-uploads",
             partial(housekeeping.expire_tus_uploads, storage=make_storage(settings)),
             60,
+        ),
+        JobSpec("plan-sms", sms_dispatch.plan, minutes=1),
+        JobSpec(
+            "dispatch-sms",
+            partial(sms_dispatch.dispatch_job, gateway=gateway, settings=settings),
+            seconds=settings["DCT_SMS_DISPATCH_SECONDS"],
+            own_transactions=True,
         ),
     ]
 
@@ -88,7 +115,8 @@ def build_scheduler(
             run_job,
             "interval",
             minutes=spec.minutes,
-            args=(sessions, spec.id, spec.func),
+            seconds=spec.seconds,
+            args=(sessions, spec.id, spec.func, spec.own_transactions),
             id=spec.id,
             name=spec.id,
             replace_existing=True,

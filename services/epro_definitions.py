@@ -23,7 +23,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import audit, epro_answers, epro_plan
+from services import audit, epro_answers, epro_plan, validation
 from services.access import get_visible, require_role, visible_studies, visible_study_versions
 from services.actor import Actor, Role
 from services.db import utcnow
@@ -67,7 +67,6 @@ ALL_LANGUAGES = "all"
 
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _LINK_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 _TRAILING_NUMBER = re.compile(r"(.*?)([0-9]+)")
 # Fields only some item types take; any other field is unknown.
 _TYPED_FIELDS = {
@@ -341,7 +340,7 @@ def _checked_window(errors: Errors, window: Any) -> dict[str, Any]:
     for name in sorted(set(window) - _WINDOW_FIELDS, key=str):
         _add(errors, f"{at}.{name}", "unknown field")
     for name in ("opens", "closes"):
-        if not isinstance(window.get(name), str) or not _CLOCK.fullmatch(window[name]):
+        if not validation.is_clock_time(window.get(name)):
             _add(errors, f"{at}.{name}", 'a local time "HH:MM" (00:00 to 23:59)')
     days = window["close_after_days"]
     if not _is_int(days) or not 0 <= days <= MAX_CLOSE_AFTER_DAYS:

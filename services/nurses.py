@@ -7,7 +7,6 @@ slot that can be booked.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,14 +16,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
-from services import audit
+from services import audit, validation
 from services.access import get_visible, require_role
 from services.actor import Actor, Role
 from services.errors import Invalid, NotFound
 from services.models import Delegation, NurseProfile, NurseTimeOff, User, user_sites
 from services.validation import timezone_name
-
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,11 @@ def _check_hours(weekly_hours: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     cleaned = []
     for index, entry in enumerate(weekly_hours):
         weekday, start, end = entry.get("weekday"), entry.get("start", ""), entry.get("end", "")
-        if weekday not in range(7) or not _HHMM.match(start) or not _HHMM.match(end):
+        if (
+            weekday not in range(7)
+            or not validation.is_clock_time(start)
+            or not validation.is_clock_time(end)
+        ):
             raise Invalid(
                 "working hours",
                 errors={f"weekly_hours.{index}": ["weekday 0 (Monday) to 6, start and end HH:MM"]},

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import audit
+from services import audit, validation
 from services.access import get_visible, require_role, visible_studies
 from services.actor import Actor, Role
 from services.errors import Invalid
@@ -58,7 +58,6 @@ DEFAULT_SENDER_NAME = "Research"
 DEFAULT_HELP_CONTACT = ""
 MAX_SENDER_NAME, MAX_HELP_CONTACT = 11, 64
 
-_CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 # Alphanumeric sender ids: letters, digits and spaces, at least one letter.
 _SENDER = re.compile(r"[A-Za-z0-9 ]+")
 _PHONE_LIKE = re.compile(r"\+?[0-9 ()./-]+")
@@ -113,7 +112,7 @@ def my_preferences(session: Session, actor: Actor) -> Preferences:
 
 
 def _clock_problem(value: object) -> str | None:
-    if not isinstance(value, str) or not _CLOCK.fullmatch(value):
+    if not validation.is_clock_time(value):
         return 'a local time "HH:MM"'
     if not ALLOWED_FROM <= value <= ALLOWED_UNTIL:  # "HH:MM" strings sort as times do
         return f"between {ALLOWED_FROM} and {ALLOWED_UNTIL}"

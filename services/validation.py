@@ -14,6 +14,7 @@ from services.errors import Invalid
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
 def phone_e164(raw: str, *, region: str | None = None, field: str = "phone") -> str:
@@ -104,3 +105,8 @@ def device_problems(raw: object) -> dict[str, list[str]]:
         or not isinstance(value, str)
         or not 1 <= len(value) <= MAX_DEVICE_FIELD
     }
+
+
+def is_clock_time(value: object) -> bool:
+    """A local wall-clock time "HH:MM" (00:00 to 23:59); such strings sort as times do."""
+    return isinstance(value, str) and _CLOCK.fullmatch(value) is not None

@@ -1,0 +1,593 @@
+"""The SMS dispatcher: claims due outbox rows, checks each is still wanted, sends it
+outside any transaction and records what came of it.
+
+Several dispatchers may run at once (scheduler processes on several machines): a row
+is claimed with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL; a conditional
+`UPDATE ... WHERE status = 'pending'` on SQLite, whose writers are serialised), so
+each row has one sender. A sender that dies mid-send leaves its row in `sending`;
+once the lease has expired, the next dispatcher asks the gateway whether that exact
+text went to that number since the claim, and resends only if it did not. The text
+is therefore rendered and stored before the send: it is what reconciliation matches.
+Nothing here holds a transaction open across a network call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import random
+import re
+import socket
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from services import audit, sms_content, sms_rules
+from services.actor import Actor
+from services.db import utcnow
+from services.models import (
+    NotificationPreference,
+    Participant,
+    ParticipantStatus,
+    SmsMessage,
+    SmsStatus,
+    StudySmsSettings,
+    User,
+)
+from services.sms_gateway import PermanentSmsError, SmsGateway, TransientSmsError
+from services.sms_preferences import DEFAULT_SENDER_NAME
+
+log = logging.getLogger("dct.sms")
+
+PENDING, SENDING, SENT = SmsStatus.PENDING.value, SmsStatus.SENDING.value, SmsStatus.SENT.value
+BACKOFF_BASE = dt.timedelta(seconds=30)
+BACKOFF_CAP = dt.timedelta(hours=1)
+JITTER = 0.1
+# A batch stops being worked once this share of its lease is gone: the rest go back
+# to pending rather than be sent when another dispatcher may already reconcile them.
+LEASE_SHARE = 0.8
+# How long one run of the dispatch job goes on draining a backlog.
+JOB_SECONDS = 60
+# Twilio's clock and ours may differ a little: reconciliation looks back this much more.
+CLOCK_SKEW = dt.timedelta(minutes=1)
+# The sender name of a study without SMS settings (and of staff messages without a study).
+# Twilio's error texts quote the number; it must not sit in clear in the outbox.
+PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One claimed message, checked and rendered, ready for the gateway. `lost_since`
+    is set when an earlier attempt got no answer (a timeout): Twilio may have the
+    message anyway, so it is asked before sending again."""
+
+    id: uuid.UUID
+    to: str
+    body: str
+    lost_since: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Holdback:
+    """Why a claimed message does not go now: it ends (skipped, cancelled) or waits."""
+
+    status: str
+    reason: str
+    until: dt.datetime | None = None
+
+
+def worker_name() -> str:
+    """Who holds a lease, for the operator reading `claimed_by`."""
+    return f"{socket.gethostname()}:{os.getpid()}"[-64:]
+
+
+def dispatch(
+    sessions: sessionmaker[Session],
+    gateway: SmsGateway,
+    settings: Mapping[str, Any],
+    *,
+    worker: str,
+    now: dt.datetime | None = None,
+    batch: int = 50,
+    threads: int = 1,
+) -> int:
+    """One round: reconcile expired leases, claim up to `batch` due rows, send them.
+    Returns how many were sent.
+
+    Twilio answers in a few hundred milliseconds, so one sender tops out at a few
+    messages a second: `threads` sends that many at once, each row in sessions of its
+    own (so `sessions` must be bound to an engine, not to one shared connection)."""
+    now = now or utcnow()
+    reconcile(sessions, gateway, settings, now=now, batch=batch)
+    claimed = claim(sessions, settings, worker=worker, now=now, batch=batch)
+    deadline = time.monotonic() + settings["DCT_SMS_LEASE_SECONDS"] * LEASE_SHARE
+
+    def handle(message_id: uuid.UUID) -> int:
+        if time.monotonic() > deadline:
+            release(sessions, [message_id], worker=worker)
+            return 0
+        outgoing = prepare(sessions, settings, message_id, worker=worker, now=now)
+        if outgoing is None:
+            return 0
+        return deliver(sessions, gateway, settings, outgoing, worker=worker, now=now)
+
+    if threads <= 1:
+        return sum(map(handle, claimed))
+    with ThreadPoolExecutor(threads, thread_name_prefix="sms-dispatch") as pool:
+        return sum(pool.map(handle, claimed))
+
+
+def claim(
+    sessions: sessionmaker[Session],
+    settings: Mapping[str, Any],
+    *,
+    worker: str,
+    now: dt.datetime,
+    batch: int,
+) -> list[uuid.UUID]:
+    """Take due rows for this worker and commit, so the lease holds before any send.
+
+    PostgreSQL skips rows another dispatcher has locked; SQLite ignores the locking
+    clause, and the `status = 'pending'` condition makes a row taken in between drop out.
+    """
+    lease_until = now + dt.timedelta(seconds=settings["DCT_SMS_LEASE_SECONDS"])
+    with sessions() as session:
+        due = session.scalars(
+            select(SmsMessage.id)
+            .where(SmsMessage.status == PENDING, SmsMessage.next_attempt_at <= now)
+            .order_by(SmsMessage.next_attempt_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        claimed = [
+            message_id
+            for message_id in due
+            if session.execute(
+                update(SmsMessage)
+                .where(SmsMessage.id == message_id, SmsMessage.status == PENDING)
+                .values(
+                    status=SENDING,
+                    lease_until=lease_until,
+                    claimed_by=worker,
+                    attempts=SmsMessage.attempts + 1,
+                )
+            ).rowcount
+            == 1
+        ]
+        session.commit()
+    return claimed
+
+
+def release(
+    sessions: sessionmaker[Session], message_ids: Sequence[uuid.UUID], *, worker: str
+) -> None:
+    """Hand claimed rows back unsent: their attempt never happened."""
+    with sessions() as session:
+        session.execute(
+            update(SmsMessage)
+            .where(
+                SmsMessage.id.in_(message_ids),
+                SmsMessage.status == SENDING,
+                SmsMessage.claimed_by == worker,
+            )
+            .values(
+                status=PENDING,
+                lease_until=None,
+                claimed_by=None,
+                attempts=SmsMessage.attempts - 1,
+            )
+        )
+        session.commit()
+
+
+def prepare(
+    sessions: sessionmaker[Session],
+    settings: Mapping[str, Any],
+    message_id: uuid.UUID,
+    *,
+    worker: str,
+    now: dt.datetime,
+) -> Outgoing | None:
+    """The last checks before a send, in a short transaction of their own; the text
+    is rendered and stored here so that reconciliation can recognise it."""
+    with sessions() as session:
+        message = session.get(SmsMessage, message_id)
+        if message is None or message.status != SENDING or message.claimed_by != worker:
+            return None  # reconciled away from a dispatcher slower than its lease
+        user = session.get_one(User, message.user_id)
+        preference = session.get(NotificationPreference, user.id)
+        holdback = refusal(session, message, user, preference) or deferral(
+            session, settings, message, user, preference, now
+        )
+        if holdback is not None:
+            hold_back(message, holdback)
+            session.commit()
+            return None
+        message.body = render(session, message, user, preference)
+        message.segments = sms_content.segments(message.body)
+        # Twilio answered every earlier error it gave with an error code; without one,
+        # the answer was lost and the message may have been accepted.
+        lost = message.error_message is not None and message.error_code is None
+        outgoing = Outgoing(
+            message.id,
+            user.phone or "",
+            message.body,
+            message.due_at - CLOCK_SKEW if lost else None,
+        )
+        session.commit()
+    return outgoing
+
+
+def refusal(
+    session: Session,
+    message: SmsMessage,
+    user: User,
+    preference: NotificationPreference | None,
+) -> Holdback | None:
+    """Why this message must never go, if it must not."""
+    if preference is not None and (preference.opted_out_at or not preference.sms_enabled):
+        return Holdback(SmsStatus.SKIPPED.value, "opted out")
+    if not user.phone:
+        return Holdback(SmsStatus.SKIPPED.value, "no phone number")
+    participant = (
+        session.get(Participant, message.participant_id) if message.participant_id else None
+    )
+    if participant is not None and participant.status == ParticipantStatus.WITHDRAWN.value:
+        return Holdback(SmsStatus.CANCELLED.value, "participant withdrawn")
+    if participant is not None and not participant.contact_allowed:
+        return Holdback(SmsStatus.CANCELLED.value, "contact not allowed")
+    reason = sms_rules.still_relevant(session, message)
+    return Holdback(SmsStatus.SKIPPED.value, reason) if reason else None
+
+
+def deferral(
+    session: Session,
+    settings: Mapping[str, Any],
+    message: SmsMessage,
+    user: User,
+    preference: NotificationPreference | None,
+    now: dt.datetime,
+) -> Holdback | None:
+    """When this message may go instead, if not now: quiet hours in the recipient's
+    zone, then the daily cap (the next local day's first allowed minute)."""
+    send_from, send_until = quiet_window(preference)
+    allowed = sms_content.next_allowed(now, user.timezone, send_from, send_until)
+    if allowed > now:
+        return Holdback(PENDING, "deferred: quiet hours", allowed)
+    day_start, day_end = sms_content.day_bounds(now, user.timezone)
+    sent_today = session.scalar(
+        select(func.count())
+        .select_from(SmsMessage)
+        .where(
+            SmsMessage.user_id == user.id,
+            SmsMessage.sent_at >= day_start,
+            SmsMessage.sent_at < day_end,
+        )
+    )
+    if (sent_today or 0) >= settings["DCT_SMS_DAILY_CAP"]:
+        tomorrow = sms_content.next_allowed(day_end, user.timezone, send_from, send_until)
+        return Holdback(PENDING, "deferred: daily cap", tomorrow)
+    return None
+
+
+def quiet_window(preference: NotificationPreference | None) -> tuple[str, str]:
+    """The recipient's sending hours, never wider than the allowed ones ("HH:MM"
+    strings order as the times do)."""
+    if preference is None:
+        return sms_content.ALLOWED_FROM, sms_content.ALLOWED_UNTIL
+    return (
+        max(preference.send_from, sms_content.ALLOWED_FROM),
+        min(preference.send_until, sms_content.ALLOWED_UNTIL),
+    )
+
+
+def hold_back(message: SmsMessage, holdback: Holdback) -> None:
+    """End the row, or put it back for later; a deferral is not an attempt."""
+    message.status, message.status_reason = holdback.status, holdback.reason
+    message.lease_until, message.claimed_by = None, None
+    if holdback.until is not None:
+        message.next_attempt_at = holdback.until
+        message.attempts -= 1
+
+
+def render(
+    session: Session,
+    message: SmsMessage,
+    user: User,
+    preference: NotificationPreference | None,
+) -> str:
+    locale = (preference.locale if preference else None) or user.locale
+    settings = session.get(StudySmsSettings, message.study_id) if message.study_id else None
+    sender = settings.sender_name if settings else DEFAULT_SENDER_NAME
+    return sms_content.render(message.template, locale, json.loads(message.params), sender)
+
+
+def deliver(
+    sessions: sessionmaker[Session],
+    gateway: SmsGateway,
+    settings: Mapping[str, Any],
+    outgoing: Outgoing,
+    *,
+    worker: str,
+    now: dt.datetime,
+) -> int:
+    """Send (unless an earlier, unanswered attempt went through after all), then
+    record the outcome; returns 1 when sent. An error the gateway did not classify
+    leaves the row in `sending`: whether it went is unknown, so the lease runs out and
+    reconciliation finds out."""
+    try:
+        sid = (
+            sent_unheard(
+                sessions, gateway, outgoing.id, outgoing.to, outgoing.body, outgoing.lost_since
+            )
+            if outgoing.lost_since
+            else None
+        )
+        sid = sid or gateway.send(outgoing.to, outgoing.body, outgoing.id).sid
+    except TransientSmsError as error:
+        retry_or_fail(sessions, settings, outgoing.id, error, worker=worker, now=now)
+        return 0
+    except PermanentSmsError as error:
+        fail(sessions, outgoing.id, error, worker=worker, now=now)
+        return 0
+    except Exception:
+        log.exception("SMS gateway failed unexpectedly; left for reconciliation")
+        return 0
+    record_sent(sessions, outgoing.id, sid, worker=worker, now=now)
+    return 1
+
+
+def sent_unheard(
+    sessions: sessionmaker[Session],
+    gateway: SmsGateway,
+    message_id: uuid.UUID,
+    to: str,
+    body: str,
+    since: dt.datetime,
+) -> str | None:
+    """The SID of this message if Twilio has it although no answer reached us. Texts
+    can repeat ("a questionnaire is waiting"), so a SID another row recorded is that
+    row's message, not this one's."""
+    found = gateway.find_sent(to, body, since=since)
+    if found is None:
+        return None
+    with sessions() as session:
+        taken = session.scalar(
+            select(SmsMessage.id).where(
+                SmsMessage.twilio_sid == found.sid, SmsMessage.id != message_id
+            )
+        )
+    return None if taken else found.sid
+
+
+def record_sent(
+    sessions: sessionmaker[Session],
+    message_id: uuid.UUID,
+    sid: str,
+    *,
+    worker: str,
+    now: dt.datetime,
+) -> None:
+    """The SMS went: that is recorded even when a status callback got here first, but
+    the status only moves forward (a `delivered` stays)."""
+    with sessions() as session:
+        message = session.get_one(SmsMessage, message_id, with_for_update=True)
+        if message.status in (SENDING, PENDING):
+            message.status, message.status_reason = SENT, None
+        message.twilio_sid = message.twilio_sid or sid
+        message.sent_at = message.sent_at or now
+        message.lease_until, message.error_code, message.error_message = None, None, None
+        audit_outcome(session, message, "sms.sent", worker, twilio_sid=message.twilio_sid)
+        session.commit()
+
+
+def retry_or_fail(
+    sessions: sessionmaker[Session],
+    settings: Mapping[str, Any],
+    message_id: uuid.UUID,
+    error: TransientSmsError,
+    *,
+    worker: str,
+    now: dt.datetime,
+) -> None:
+    """A throttled or unavailable gateway: try again later, backing off, until the
+    attempts run out."""
+    with sessions() as session:
+        message = owned(session, message_id, worker)
+        if message is None:
+            return
+        message.error_code, message.error_message = error.code, scrub(error.message)
+        message.lease_until, message.claimed_by = None, None
+        if message.attempts >= settings["DCT_SMS_MAX_ATTEMPTS"]:
+            message.status = SmsStatus.FAILED.value
+            message.status_reason = f"gave up after {message.attempts} attempts"
+            audit_outcome(session, message, "sms.failed", worker, error_code=error.code)
+        else:
+            message.status, message.status_reason = PENDING, "retrying: gateway unavailable"
+            message.next_attempt_at = now + backoff(message.attempts)
+        session.commit()
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """30 s, 1 min, 2 min, ... up to an hour, spread by +-10 % so that retries after an
+    outage do not all arrive at once."""
+    delay = min(BACKOFF_BASE * 2 ** (attempts - 1), BACKOFF_CAP)
+    return delay * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - spreading load, not a secret
+
+
+def fail(
+    sessions: sessionmaker[Session],
+    message_id: uuid.UUID,
+    error: PermanentSmsError,
+    *,
+    worker: str,
+    now: dt.datetime,
+) -> None:
+    """The number cannot take SMS (invalid, unsubscribed at the carrier, a landline):
+    no retry, and the coordinator sees the phone flagged."""
+    with sessions() as session:
+        message = owned(session, message_id, worker)
+        if message is None:
+            return
+        message.status, message.status_reason = SmsStatus.FAILED.value, "rejected by the gateway"
+        message.error_code, message.error_message = error.code, scrub(error.message)
+        message.lease_until, message.claimed_by = None, None
+        flag_phone(session, message.user_id, message.error_code, message.error_message, now)
+        audit_outcome(
+            session, message, "sms.failed", worker, error_code=error.code, phone_flagged=True
+        )
+        session.commit()
+
+
+def flag_phone(
+    session: Session, user_id: uuid.UUID, code: int | None, text: str | None, now: dt.datetime
+) -> None:
+    preference = session.get(NotificationPreference, user_id)
+    if preference is None:
+        preference = NotificationPreference(user_id=user_id)
+        session.add(preference)
+    preference.phone_problem = f"{code}: {text}"[:300] if code else (text or "rejected")[:300]
+    preference.phone_problem_at = now
+
+
+def scrub(text: str | None) -> str | None:
+    return PHONE_LIKE.sub("[number]", text)[:300] if text else text
+
+
+def owned(session: Session, message_id: uuid.UUID, worker: str) -> SmsMessage | None:
+    """The row, if this worker still holds it (a slow sender may have lost it)."""
+    message = session.get_one(SmsMessage, message_id, with_for_update=True)
+    if message.status != SENDING or message.claimed_by != worker:
+        log.warning("SMS lease lost before the outcome was recorded")
+        return None
+    return message
+
+
+def audit_outcome(
+    session: Session, message: SmsMessage, action: str, worker: str, **after: object
+) -> None:
+    """A participant's messages go into their audit chain (never the text or number);
+    staff messages (the nurse's list) are not about a participant."""
+    if message.participant_id is None:
+        return
+    participant = session.get_one(Participant, message.participant_id)
+    audit.record(
+        session,
+        Actor.system(request_id=f"sms-dispatch-{worker}"),
+        action,
+        entity_type="sms_message",
+        entity_id=message.id,
+        subject=audit.Subject(
+            study_id=participant.study_id,
+            site_id=participant.site_id,
+            participant_id=participant.id,
+        ),
+        after={"template": message.template, "attempts": message.attempts, **after},
+    )
+
+
+def reconcile(
+    sessions: sessionmaker[Session],
+    gateway: SmsGateway,
+    settings: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    batch: int,
+) -> int:
+    """Rows whose dispatcher died mid-send: sent ones are recorded, the others go back
+    to pending. Returns how many were settled."""
+    with sessions() as session:
+        stuck = session.execute(
+            select(SmsMessage.id, SmsMessage.lease_until)
+            .where(SmsMessage.status == SENDING, SmsMessage.lease_until < now)
+            .order_by(SmsMessage.lease_until)
+            .limit(batch)
+        ).all()
+    lease = dt.timedelta(seconds=settings["DCT_SMS_LEASE_SECONDS"])
+    return sum(
+        settle(sessions, gateway, message_id, lease_until, lease_until - lease, now=now)
+        for message_id, lease_until in stuck
+    )
+
+
+def settle(
+    sessions: sessionmaker[Session],
+    gateway: SmsGateway,
+    message_id: uuid.UUID,
+    lease_until: dt.datetime,
+    claimed_at: dt.datetime,
+    *,
+    now: dt.datetime,
+) -> int:
+    """Decide one expired row. The lease is never extended, so an unchanged
+    `lease_until` proves no other dispatcher settled the row meanwhile."""
+    with sessions() as session:
+        message = session.get(SmsMessage, message_id)
+        if message is None or message.status != SENDING or message.lease_until != lease_until:
+            return 0
+        sid = message.twilio_sid
+        user = session.get_one(User, message.user_id)
+        to, body = user.phone, message.body
+    if sid is None and to and body:
+        try:
+            sid = sent_unheard(sessions, gateway, message_id, to, body, claimed_at - CLOCK_SKEW)
+        except (TransientSmsError, PermanentSmsError):
+            log.warning("SMS reconciliation could not ask the gateway; trying next round")
+            return 0
+    with sessions() as session:
+        message = session.get_one(SmsMessage, message_id, with_for_update=True)
+        if message.status != SENDING or message.lease_until != lease_until:
+            return 0
+        message.lease_until, message.claimed_by = None, None
+        if sid is None:
+            message.status, message.status_reason = PENDING, "resending: dispatcher lost"
+            message.next_attempt_at = now
+        else:
+            message.status, message.status_reason = SENT, None
+            message.twilio_sid, message.sent_at = sid, message.sent_at or claimed_at
+            audit_outcome(session, message, "sms.sent", "reconciliation", twilio_sid=sid)
+        session.commit()
+    return 1
+
+
+def plan(session: Session, actor: Actor) -> str:
+    """The `plan-sms` job: materialise the rows that became plannable."""
+    return f"{sms_rules.plan_due(session, actor, utcnow())} SMS planned"
+
+
+def dispatch_job(
+    sessions: sessionmaker[Session],
+    _actor: Actor,
+    *,
+    gateway: SmsGateway,
+    settings: Mapping[str, Any],
+) -> str:
+    """The `dispatch-sms` job, in short transactions of its own (see `dispatch`): rounds
+    until nothing due is left, so a backlog drains at sending speed rather than one
+    batch per tick; after JOB_SECONDS the next tick carries on (`coalesce` folds the
+    ticks missed meanwhile)."""
+    worker, sent, stop = worker_name(), 0, time.monotonic() + JOB_SECONDS
+    while True:
+        sent += dispatch(sessions, gateway, settings, worker=worker)
+        if time.monotonic() > stop or not anything_due(sessions):
+            return f"{sent} SMS sent"
+
+
+def anything_due(sessions: sessionmaker[Session]) -> bool:
+    with sessions() as session:
+        return (
+            session.scalar(
+                select(SmsMessage.id)
+                .where(SmsMessage.status == PENDING, SmsMessage.next_attempt_at <= utcnow())
+                .limit(1)
+            )
+            is not None
+        )

@@ -1,0 +1,599 @@
+"""The SMS dispatcher against the real Twilio SDK and a local fake Twilio: what is sent
+when, what waits (quiet hours, the daily cap, backoff), what never goes, and how a
+dispatcher that died mid-send is reconciled without sending twice.
+
+The dispatcher's sessions join the test's transaction (`joined_sessions`), so every
+commit it makes is rolled back with the test. Times are fixed instants unless a test
+needs the fake's real clock (reconciliation asks Twilio what it sent since when).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from zoneinfo import ZoneInfo
+
+import click
+import pytest
+from flask import Flask
+from flask.cli import run_command
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import cli
+from scheduling import sms_dispatch
+from scheduling.runner import build_scheduler, job_specs, run_job
+from services import visits
+from services.actor import Actor
+from services.db import utcnow
+from services.models import (
+    NotificationPreference,
+    SmsMessage,
+    StudySmsSettings,
+    Visit,
+    VisitStatus,
+)
+from services.sms_gateway import SendResult, TwilioGateway
+from services.sms_preferences import DEFAULT_SENDER_NAME
+from tests.checks import audit_events
+from tests.conftest import AppFactory, joined_sessions
+from tests.factories import Patient, World
+from tests.fake_twilio import FakeTwilio, twilio_settings
+from tests.visit_factories import coordinator_actor, enrolled_with_visits, make_nurse_ready
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+SENDER = "HomeTeam"
+CONTACT = "02 555 01 23"
+# The `help` template in Dutch (the factories' patients read Dutch) with SENDER and CONTACT.
+HELP_NL = f"{SENDER}: hulp: {CONTACT}. STOP om geen sms meer te krijgen, START om ze te hervatten."
+LEASE = dt.timedelta(seconds=120)
+
+
+def local(day: str, hhmm: str) -> dt.datetime:
+    """A Brussels wall-clock time as the UTC instant it is."""
+    return dt.datetime.fromisoformat(f"{day}T{hhmm}").replace(tzinfo=BRUSSELS).astimezone(dt.UTC)
+
+
+def daytime_zone(at: dt.datetime) -> str:
+    """A zone where `at` is early afternoon: tests on the real clock (the fake Twilio
+    stamps messages with it) are then never inside quiet hours."""
+    offset = 13 - at.astimezone(dt.UTC).hour  # -10 to +13; Etc/GMT-3 is UTC+3
+    return f"Etc/GMT{-offset:+d}"
+
+
+def add_message(
+    db: Session,
+    patient: Patient,
+    due: dt.datetime,
+    *,
+    template: str = "help",
+    params: dict | None = None,
+) -> SmsMessage:
+    """A planned row. `help` has no relevance rule, so only the dispatcher's own checks
+    apply to it."""
+    message = SmsMessage(
+        dedupe_key=f"test:{uuid.uuid4()}",
+        user_id=patient.user.id,
+        participant_id=patient.participant.id,
+        study_id=patient.participant.study_id,
+        template=template,
+        params=json.dumps({"contact": CONTACT} if params is None else params),
+        relevance={},
+        due_at=due,
+        next_attempt_at=due,
+    )
+    db.add(message)
+    db.flush()
+    return message
+
+
+def reread(db: Session, message: SmsMessage) -> SmsMessage:
+    db.expire_all()
+    return db.get_one(SmsMessage, message.id)
+
+
+def bodies(fake: FakeTwilio) -> list[str]:
+    return [form["Body"] for form in fake.requests]
+
+
+@pytest.fixture
+def sessions(connection: Connection) -> sessionmaker[Session]:
+    return joined_sessions(connection)
+
+
+@pytest.fixture
+def settings(app: Flask, fake_twilio: FakeTwilio) -> dict:
+    return {**app.config, **twilio_settings(fake_twilio)}
+
+
+@pytest.fixture
+def gateway(settings: dict) -> TwilioGateway:
+    return TwilioGateway.from_settings(settings)
+
+
+@pytest.fixture
+def patient(db: Session, world: World) -> Patient:
+    db.add(
+        StudySmsSettings(
+            study_id=world.study.id, sender_name=SENDER, help_contact=CONTACT, rules={}
+        )
+    )
+    db.flush()
+    return world.patient_a
+
+
+def send_round(sessions, gateway, settings, now: dt.datetime) -> int:
+    return sms_dispatch.dispatch(sessions, gateway, settings, worker="test-worker", now=now)
+
+
+# --- sending --------------------------------------------------------------------------
+
+
+def test_a_due_row_is_sent_once_with_the_exact_text(
+    db, sessions, gateway, settings, fake_twilio, patient
+):
+    now = local("2027-01-14", "10:00")
+    message = add_message(db, patient, now - dt.timedelta(minutes=5))
+
+    assert send_round(sessions, gateway, settings, now) == 1
+    assert send_round(sessions, gateway, settings, now + dt.timedelta(hours=1)) == 0
+
+    (form,) = fake_twilio.requests
+    assert form["Body"] == HELP_NL
+    assert form["To"] == patient.user.phone
+    assert form["StatusCallback"].endswith(f"?message_id={message.id}")
+    row = reread(db, message)
+    assert (row.status, row.attempts, row.sent_at) == ("sent", 1, now)
+    assert row.twilio_sid == fake_twilio.messages[0]["sid"]
+    assert (row.body, row.segments) == (HELP_NL, 1)
+    assert (row.lease_until, row.status_reason, row.error_code) == (None, None, None)
+    (event,) = audit_events(db, "sms.sent", message.id)
+    assert event.participant_id == patient.participant.id
+    assert event.after == {"template": "help", "attempts": 1, "twilio_sid": row.twilio_sid}
+
+
+def test_a_row_not_yet_due_is_left_alone(db, sessions, gateway, settings, fake_twilio, patient):
+    now = local("2027-01-14", "10:00")
+    message = add_message(db, patient, now + dt.timedelta(seconds=1))
+
+    assert send_round(sessions, gateway, settings, now) == 0
+
+    assert fake_twilio.requests == []
+    row = reread(db, message)
+    assert (row.status, row.attempts, row.claimed_by, row.body) == ("pending", 0, None, None)
+
+
+def test_without_sms_settings_the_study_signs_with_the_neutral_default(
+    db, sessions, gateway, settings, fake_twilio, world
+):
+    now = local("2027-01-14", "10:00")
+    add_message(db, world.patient_a, now)
+
+    send_round(sessions, gateway, settings, now)
+
+    assert bodies(fake_twilio) == [HELP_NL.replace(SENDER, DEFAULT_SENDER_NAME)]
+
+
+# --- quiet hours and the daily cap ----------------------------------------------------
+
+
+def test_quiet_hours_defer_past_midnight_to_the_first_allowed_minute(
+    db, sessions, gateway, settings, fake_twilio, patient
+):
+    late = local("2027-01-14", "22:30")
+    message = add_message(db, patient, late - dt.timedelta(minutes=10))
+
+    assert send_round(sessions, gateway, settings, late) == 0
+
+    row = reread(db, message)
+    morning = local("2027-01-15", "08:00")
+    assert (row.status, row.next_attempt_at, row.attempts) == ("pending", morning, 0)
+    assert row.status_reason == "deferred: quiet hours"
+    assert send_round(sessions, gateway, settings, morning - dt.timedelta(minutes=1)) == 0
+    assert fake_twilio.requests == []
+    assert send_round(sessions, gateway, settings, morning) == 1
+    row = reread(db, message)
+    assert (row.status, row.attempts, row.sent_at) == ("sent", 1, morning)
+
+
+@pytest.mark.parametrize(
+    ("now", "opens"),
+    [
+        # Spring forward: 08:00 on 28 March 2027 is 06:00 UTC, the evening before 22:30 UTC.
+        (local("2027-03-27", "23:30"), dt.datetime(2027, 3, 28, 6, 0, tzinfo=dt.UTC)),
+        (local("2027-03-28", "03:30"), dt.datetime(2027, 3, 28, 6, 0, tzinfo=dt.UTC)),
+        # Fall back: 08:00 on 31 October 2027 is 07:00 UTC again.
+        (local("2027-10-30", "22:00"), dt.datetime(2027, 10, 31, 7, 0, tzinfo=dt.UTC)),
+    ],
+)
+def test_quiet_hours_on_a_dst_day_open_at_eight_local(
+    db, sessions, gateway, settings, fake_twilio, patient, now, opens
+):
+    message = add_message(db, patient, now)
+
+    send_round(sessions, gateway, settings, now)
+
+    assert reread(db, message).next_attempt_at == opens
+    assert send_round(sessions, gateway, settings, opens) == 1
+
+
+def test_a_recipients_narrower_hours_hold(db, sessions, gateway, settings, fake_twilio, patient):
+    db.add(NotificationPreference(user_id=patient.user.id, send_from="09:30", send_until="18:00"))
+    db.flush()
+    early, evening = local("2027-01-14", "09:00"), local("2027-01-14", "18:00")
+    first, second = add_message(db, patient, early), add_message(db, patient, evening)
+
+    send_round(sessions, gateway, settings, early)
+    assert reread(db, first).next_attempt_at == local("2027-01-14", "09:30")
+    first.next_attempt_at = evening + dt.timedelta(hours=1)  # out of the way
+    db.flush()
+    send_round(sessions, gateway, settings, evening)
+    assert reread(db, second).next_attempt_at == local("2027-01-15", "09:30")
+    assert fake_twilio.requests == []
+
+
+def test_the_fourth_sms_of_a_day_waits_for_the_next_morning(
+    db, sessions, gateway, settings, fake_twilio, patient
+):
+    now = local("2027-01-14", "10:00")
+    messages = [add_message(db, patient, now - dt.timedelta(minutes=n)) for n in (4, 3, 2, 1)]
+
+    assert send_round(sessions, gateway, settings, now) == 3
+
+    fourth = reread(db, messages[-1])
+    morning = local("2027-01-15", "08:00")
+    assert (fourth.status, fourth.next_attempt_at, fourth.attempts) == ("pending", morning, 0)
+    assert fourth.status_reason == "deferred: daily cap"
+    assert [reread(db, m).status for m in messages[:3]] == ["sent"] * 3
+    assert send_round(sessions, gateway, settings, morning) == 1
+    assert len(fake_twilio.requests) == 4
+
+
+# --- what never goes ------------------------------------------------------------------
+
+
+def opted_out(db: Session, patient: Patient) -> None:
+    db.add(NotificationPreference(user_id=patient.user.id, opted_out_at=utcnow()))
+
+
+def switched_off(db: Session, patient: Patient) -> None:
+    db.add(NotificationPreference(user_id=patient.user.id, sms_enabled=False))
+
+
+def no_phone(db: Session, patient: Patient) -> None:
+    patient.user.phone, patient.user.phone_index = None, None
+
+
+def no_contact(db: Session, patient: Patient) -> None:
+    patient.participant.contact_allowed = False
+
+
+def withdrawn(db: Session, patient: Patient) -> None:
+    patient.participant.status = "withdrawn"
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "reason"),
+    [
+        (opted_out, "skipped", "opted out"),
+        (switched_off, "skipped", "opted out"),
+        (no_phone, "skipped", "no phone number"),
+        (no_contact, "cancelled", "contact not allowed"),
+        (withdrawn, "cancelled", "participant withdrawn"),
+    ],
+)
+def test_a_recipient_who_must_not_get_sms_gets_none(
+    db, sessions, gateway, settings, fake_twilio, patient, change, status, reason
+):
+    now = local("2027-01-14", "10:00")
+    message = add_message(db, patient, now)
+    change(db, patient)
+    db.flush()
+
+    assert send_round(sessions, gateway, settings, now) == 0
+
+    assert fake_twilio.requests == []
+    row = reread(db, message)
+    assert (row.status, row.status_reason, row.lease_until, row.body) == (
+        status,
+        reason,
+        None,
+        None,
+    )
+
+
+def booked_visit(db: Session, world: World) -> Visit:
+    """V1 booked at 10:00 on a Monday at least two weeks ahead: its reminders are planned."""
+    make_nurse_ready(db, world)
+    today = dt.date.today()
+    baseline = today + dt.timedelta(days=14 + (7 - today.weekday()) % 7)
+    v1 = enrolled_with_visits(db, world, baseline=baseline)[0]
+    start = local(baseline.isoformat(), "10:00")
+    return visits.book(
+        db,
+        coordinator_actor(db, world.coordinator_a),
+        v1.id,
+        visits.Booking(world.nurse_a.id, start, start + dt.timedelta(hours=1)),
+    )
+
+
+def visit_reminders(db: Session, visit: Visit) -> list[SmsMessage]:
+    db.expire_all()
+    return list(
+        db.scalars(
+            select(SmsMessage)
+            .where(SmsMessage.dedupe_key.startswith(f"visit:{visit.id}:"))
+            .order_by(SmsMessage.due_at)
+        )
+    )
+
+
+def test_a_visit_cancelled_after_planning_sends_nothing(
+    db, sessions, gateway, settings, fake_twilio, world, patient
+):
+    visit = booked_visit(db, world)
+    assert [m.template for m in visit_reminders(db, visit)] == ["visit_24h", "visit_morning"]
+
+    visits.transition(
+        db,
+        coordinator_actor(db, world.coordinator_a),
+        visit.id,
+        VisitStatus.CANCELLED,
+        reason="ill",
+    )
+    for reminder in visit_reminders(db, visit):
+        send_round(sessions, gateway, settings, reminder.due_at)
+
+    assert fake_twilio.requests == []
+    assert {(m.status, m.status_reason) for m in visit_reminders(db, visit)} == {
+        ("cancelled", "visit cancelled")
+    }
+
+
+def test_a_visit_cancelled_while_its_reminder_is_claimed_is_skipped_at_sending(
+    db, sessions, gateway, settings, fake_twilio, world, patient
+):
+    """Cancelling replans only pending rows; the claimed one is caught by the relevance
+    check just before sending."""
+    visit = booked_visit(db, world)
+    reminder = visit_reminders(db, visit)[0]
+    due = reminder.due_at
+    assert reminder.id in sms_dispatch.claim(sessions, settings, worker="w", now=due, batch=50)
+
+    visits.transition(
+        db,
+        coordinator_actor(db, world.coordinator_a),
+        visit.id,
+        VisitStatus.CANCELLED,
+        reason="ill",
+    )
+    db.flush()
+    assert sms_dispatch.prepare(sessions, settings, reminder.id, worker="w", now=due) is None
+
+    row = reread(db, reminder)
+    assert (row.status, row.status_reason) == ("skipped", "visit no longer scheduled at that time")
+    assert fake_twilio.requests == []
+
+
+def test_a_booked_visit_reminder_goes_out_at_its_time(
+    db, sessions, gateway, settings, fake_twilio, world, patient
+):
+    visit = booked_visit(db, world)
+    reminder = visit_reminders(db, visit)[0]
+
+    assert send_round(sessions, gateway, settings, reminder.due_at) == 1
+
+    (body,) = bodies(fake_twilio)
+    assert body.startswith(f"{SENDER}: herinnering aan uw afspraak morgen") and "10:00" in body
+
+
+# --- gateway errors -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_transient_errors_back_off_exponentially_then_fail_at_the_limit(
+    db, sessions, gateway, settings, fake_twilio, patient, status
+):
+    fake_twilio.fail_next(status, times=settings["DCT_SMS_MAX_ATTEMPTS"])
+    now = local("2027-01-14", "10:00")
+    message = add_message(db, patient, now)
+
+    for attempt in range(1, settings["DCT_SMS_MAX_ATTEMPTS"]):
+        assert send_round(sessions, gateway, settings, now) == 0
+        row = reread(db, message)
+        assert (row.status, row.attempts, row.error_code) == ("pending", attempt, 20000 + status)
+        expected = 30 * 2 ** (attempt - 1)
+        assert 0.9 * expected <= (row.next_attempt_at - now).total_seconds() <= 1.1 * expected
+        assert (
+            send_round(sessions, gateway, settings, row.next_attempt_at - dt.timedelta(seconds=1))
+            == 0
+        )
+        assert len(fake_twilio.requests) == attempt
+        now = row.next_attempt_at
+
+    assert send_round(sessions, gateway, settings, now) == 0
+    row = reread(db, message)
+    assert (row.status, row.attempts, row.status_reason) == (
+        "failed",
+        6,
+        "gave up after 6 attempts",
+    )
+    assert len(fake_twilio.requests) == 6
+    (event,) = audit_events(db, "sms.failed", message.id)
+    assert event.after["error_code"] == 20000 + status
+    assert db.get(NotificationPreference, patient.user.id) is None  # not the phone's fault
+
+
+def test_the_backoff_stops_growing_at_an_hour():
+    assert all(3240 <= sms_dispatch.backoff(n).total_seconds() <= 3960 for n in (8, 12, 30))
+
+
+def test_a_retry_after_a_lost_answer_asks_twilio_before_sending_again(
+    db, sessions, settings, fake_twilio, patient
+):
+    """Twilio accepted the message but the answer came too late: the next attempt finds
+    it in Twilio's message list and records it instead of sending it again."""
+    gateway = TwilioGateway.from_settings(settings, timeout=0.3)
+    fake_twilio.answer_late(1.0)
+    now = utcnow()
+    patient.user.timezone = daytime_zone(now)
+    message = add_message(db, patient, now - dt.timedelta(minutes=1))
+
+    assert send_round(sessions, gateway, settings, now) == 0
+    row = reread(db, message)
+    assert (row.status, row.error_code) == ("pending", None)
+    assert send_round(sessions, gateway, settings, row.next_attempt_at) == 1
+
+    row = reread(db, message)
+    assert (row.status, row.twilio_sid) == ("sent", fake_twilio.messages[0]["sid"])
+    assert len(fake_twilio.requests) == 1
+    assert len(fake_twilio.queries) == 1
+
+
+@pytest.mark.parametrize("code", [21211, 21610, 21614])
+def test_a_permanent_error_fails_at_once_and_flags_the_phone(
+    db, sessions, gateway, settings, fake_twilio, patient, code
+):
+    fake_twilio.fail_next(400, code=code)
+    now = local("2027-01-14", "10:00")
+    message = add_message(db, patient, now)
+
+    assert send_round(sessions, gateway, settings, now) == 0
+    assert send_round(sessions, gateway, settings, now + dt.timedelta(hours=2)) == 0
+
+    assert len(fake_twilio.requests) == 1
+    row = reread(db, message)
+    assert (row.status, row.attempts, row.error_code) == ("failed", 1, code)
+    assert patient.user.phone not in row.error_message
+    preference = db.get_one(NotificationPreference, patient.user.id)
+    assert preference.phone_problem.startswith(f"{code}: ")
+    assert preference.phone_problem_at == now
+    (event,) = audit_events(db, "sms.failed", message.id)
+    assert event.after == {
+        "template": "help",
+        "attempts": 1,
+        "error_code": code,
+        "phone_flagged": True,
+    }
+
+
+def test_twilios_error_text_never_keeps_the_number():
+    text = "The 'To' number +32 470 12 34 56 is not a valid phone number."
+    assert sms_dispatch.scrub(text) == "The 'To' number [number] is not a valid phone number."
+
+
+# --- a dispatcher that died mid-send --------------------------------------------------
+
+
+class Killed(BaseException):
+    """What a SIGKILL looks like from inside: nothing after it runs."""
+
+
+class DyingGateway:
+    """Dies in the middle of a send: after Twilio accepted the message, or before."""
+
+    name = "dying"
+
+    def __init__(self, real: TwilioGateway, *, after_twilio_has_it: bool) -> None:
+        self.real, self.after_twilio_has_it = real, after_twilio_has_it
+
+    def send(self, to: str, body: str, message_id: uuid.UUID) -> SendResult:
+        if self.after_twilio_has_it:
+            self.real.send(to, body, message_id)
+        raise Killed
+
+    def find_sent(self, to: str, body: str, since: dt.datetime) -> SendResult | None:
+        return self.real.find_sent(to, body, since)
+
+
+@pytest.mark.parametrize("twilio_has_it", [True, False])
+def test_an_expired_lease_is_reconciled_before_any_resend(
+    db, sessions, gateway, settings, fake_twilio, patient, twilio_has_it
+):
+    now = utcnow()
+    patient.user.timezone = daytime_zone(now)
+    message = add_message(db, patient, now - dt.timedelta(minutes=1))
+    dying = DyingGateway(gateway, after_twilio_has_it=twilio_has_it)
+    with pytest.raises(Killed):
+        sms_dispatch.dispatch(sessions, dying, settings, worker="doomed", now=now)
+    row = reread(db, message)
+    assert (row.status, row.claimed_by, row.body) == ("sending", "doomed", HELP_NL)
+
+    assert send_round(sessions, gateway, settings, now + LEASE - dt.timedelta(seconds=1)) == 0
+    assert reread(db, message).status == "sending"  # the lease still holds
+    later = now + LEASE + dt.timedelta(seconds=1)
+    send_round(sessions, gateway, settings, later)
+
+    row = reread(db, message)
+    assert bodies(fake_twilio) == [HELP_NL]  # one SMS, whoever sent it
+    assert (row.status, row.twilio_sid) == ("sent", fake_twilio.messages[0]["sid"])
+    assert row.sent_at == (now if twilio_has_it else later)
+    assert len(audit_events(db, "sms.sent", message.id)) == 1
+
+
+# --- the scheduler --------------------------------------------------------------------
+
+
+def test_the_scheduler_plans_every_minute_and_dispatches_every_few_seconds(app):
+    scheduler = build_scheduler(app.extensions["db"].sessions, app.config, blocking=False)
+
+    plan, dispatch = scheduler.get_job("plan-sms"), scheduler.get_job("dispatch-sms")
+
+    assert plan.trigger.interval == dt.timedelta(minutes=1)
+    assert dispatch.trigger.interval == dt.timedelta(seconds=app.config["DCT_SMS_DISPATCH_SECONDS"])
+    assert all(job.coalesce and job.max_instances == 1 for job in (plan, dispatch))
+
+
+def test_the_dispatch_job_drains_every_due_row_through_the_configured_gateway(
+    db, app, connection, patient
+):
+    """The development default, the console gateway, logs each SMS and marks it sent;
+    one run goes on past its first batch until nothing is due."""
+    settings = {**app.config, "DCT_SMS_DAILY_CAP": 1000}
+    (spec,) = [s for s in job_specs(settings) if s.id == "dispatch-sms"]
+    now = utcnow()
+    patient.user.timezone = daytime_zone(now)
+    messages = [add_message(db, patient, now - dt.timedelta(minutes=1)) for _ in range(120)]
+
+    run_job(joined_sessions(connection), spec.id, spec.func, spec.own_transactions)
+
+    rows = [reread(db, message) for message in messages]
+    assert {row.status for row in rows} == {"sent"}
+    assert all(row.twilio_sid.startswith("CONSOLE-") for row in rows)
+
+
+def test_the_plan_job_plans_through_the_rules(db, world):
+    assert sms_dispatch.plan(db, Actor.system("test")) == "0 SMS planned"
+
+
+@pytest.mark.parametrize(
+    ("command", "params", "enabled", "reloader_child", "starts"),
+    [
+        (run_command, {"reload": False}, True, False, True),
+        (run_command, {"reload": True}, True, False, False),  # the reloader's watcher
+        (run_command, {"reload": True}, True, True, True),  # the reloader's server
+        (run_command, {"reload": False}, False, False, False),
+        (cli.scheduler_run, {}, True, False, False),  # starts its own, blocking
+    ],
+)
+def test_flask_run_starts_the_scheduler_in_the_process_that_serves(
+    make_app: AppFactory, monkeypatch, command, params, enabled, reloader_child, starts
+):
+    other = make_app(DCT_SCHEDULER_ENABLED=enabled)
+    if reloader_child:
+        monkeypatch.setenv("WERKZEUG_RUN_MAIN", "true")
+    with click.Context(command, info_name=command.name) as ctx:
+        ctx.params = params
+        scheduler = cli.start_scheduler_under_flask_run(other)
+    try:
+        assert (scheduler is not None) == starts
+        assert scheduler is None or scheduler.running
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown()
+
+
+def test_an_app_loaded_outside_the_cli_never_starts_the_scheduler(make_app: AppFactory):
+    """As gunicorn loads it."""
+    assert cli.start_scheduler_under_flask_run(make_app(DCT_SCHEDULER_ENABLED=True)) is None
