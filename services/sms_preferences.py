@@ -102,6 +102,18 @@ def preferences_of(session: Session, user: User) -> Preferences:
     )
 
 
+def sms_status(session: Session, user_id: uuid.UUID) -> dict[str, Any]:
+    """What the site must know of a participant's SMS: switched off, stopped by a STOP
+    reply, or a phone number Twilio refused."""
+    row = session.get(NotificationPreference, user_id)
+    return {
+        "sms_enabled": row.sms_enabled if row else True,
+        "opted_out_at": row.opted_out_at if row else None,
+        "phone_problem": row.phone_problem if row else None,
+        "phone_problem_at": row.phone_problem_at if row else None,
+    }
+
+
 def _recipient(session: Session, actor: Actor) -> User:
     require_role(actor, Role.PATIENT, Role.NURSE)
     return session.get_one(User, actor.user_id)

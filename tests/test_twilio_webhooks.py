@@ -28,7 +28,7 @@ from services.models import (
 from services.sms_gateway import STATUS_CALLBACK_PATH
 from services.sms_preferences import DEFAULT_SENDER_NAME
 from tests.checks import assert_problem, audit_events, captured_logs, count
-from tests.factories import Patient
+from tests.factories import Patient, headers_for
 
 BASE = "https://dct.example.org"
 TOKEN = "webhook-test-auth-token"
@@ -522,3 +522,18 @@ def test_the_senders_number_is_never_logged(hook_app, hooks, world):
     written = logs.getvalue()
     assert "/webhooks/twilio/inbound" in written  # the access line is there
     assert phone not in written and phone.lstrip("+") not in written
+
+
+def test_the_site_sees_the_opt_out_on_the_participant(hooks, db, world):
+    """A STOP shows on the participant for their coordinator, not for a monitor."""
+    patient = world.patient_a
+    assert inbound(hooks, patient.user.phone, "STOP").status_code == 200
+    url = f"/api/v1/participants/{patient.participant.id}"
+
+    seen = hooks.get(url, headers=headers_for(hooks, world.coordinator_a)).get_json()
+    pseudonymised = hooks.get(url, headers=headers_for(hooks, world.monitor)).get_json()
+
+    assert seen["sms"]["opted_out_at"] is not None
+    assert seen["sms"]["phone_problem"] is None
+    assert seen["status"] == patient.participant.status  # not a withdrawal
+    assert "sms" not in pseudonymised

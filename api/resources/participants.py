@@ -14,7 +14,7 @@ from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import EntitySchema, With
-from services import people
+from services import people, sms_preferences
 from services.access import (
     get_visible,
     require_role,
@@ -22,11 +22,23 @@ from services.access import (
     visible_participants,
     visible_studies,
 )
+from services.actor import Role
 from services.models import Participant
 
 blp = Blueprint("participants", __name__, url_prefix="/api/v1", description="Participants")
 
 IDENTITY_FIELDS = ("full_name", "phone", "email", "address", "date_of_birth")
+
+
+class ParticipantSmsSchema(ma.Schema):
+    sms_enabled = ma.fields.Boolean()
+    opted_out_at = UtcDateTime(
+        allow_none=True, metadata={"description": "replied STOP (not a withdrawal)"}
+    )
+    phone_problem = ma.fields.String(
+        allow_none=True, metadata={"description": "why Twilio refused the number"}
+    )
+    phone_problem_at = UtcDateTime(allow_none=True)
 
 
 class ParticipantSchema(EntitySchema):
@@ -52,6 +64,12 @@ class ParticipantSchema(EntitySchema):
     date_of_birth = ma.fields.Date(allow_none=True)
     activated = ma.fields.Boolean(attribute="user.activated")
     created_at = UtcDateTime()
+    sms = ma.fields.Nested(
+        ParticipantSmsSchema,
+        metadata={
+            "description": "coordinators, on one participant: SMS opt-out and phone problems"
+        },
+    )
 
     @ma.post_dump
     def _pseudonymise(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
@@ -134,10 +152,16 @@ class StudyParticipants(MethodView):
 class ParticipantItem(MethodView):
     @protected(blp, 404)
     @blp.response(200, ParticipantSchema)
-    def get(self, participant_id: uuid.UUID) -> Participant:
-        """One participant; contact data only for those who care for them."""
-        query = visible_participants(current_actor())
-        return get_visible(db_session(), query, participant_id, "participant")
+    def get(self, participant_id: uuid.UUID) -> Participant | With:
+        """One participant; contact data only for those who care for them, and for the
+        coordinator whether SMS reach them."""
+        actor, session = current_actor(), db_session()
+        participant = get_visible(
+            session, visible_participants(actor), participant_id, "participant"
+        )
+        if actor.role != Role.COORDINATOR:
+            return participant
+        return With(participant, {"sms": sms_preferences.sms_status(session, participant.user_id)})
 
     @protected(blp, 403, 404, 409)
     @blp.arguments(ParticipantUpdateSchema)
