@@ -39,11 +39,10 @@ from services.models import (
     ParticipantStatus,
     SmsMessage,
     SmsStatus,
-    StudySmsSettings,
     User,
 )
 from services.sms_gateway import PermanentSmsError, SmsGateway, TransientSmsError
-from services.sms_preferences import DEFAULT_SENDER_NAME
+from services.sms_settings import DEFAULT_SENDER_NAME, settings_of
 
 log = logging.getLogger("dct.sms")
 
@@ -305,8 +304,11 @@ def render(
     preference: NotificationPreference | None,
 ) -> str:
     locale = (preference.locale if preference else None) or user.locale
-    settings = session.get(StudySmsSettings, message.study_id) if message.study_id else None
-    sender = settings.sender_name if settings else DEFAULT_SENDER_NAME
+    sender = (
+        settings_of(session, message.study_id).sender_name
+        if message.study_id
+        else DEFAULT_SENDER_NAME
+    )
     return sms_content.render(message.template, locale, json.loads(message.params), sender)
 
 

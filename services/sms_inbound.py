@@ -29,7 +29,8 @@ from services.models import (
     User,
 )
 from services.sms_gateway import PHONE_PROBLEMS, error_text, outbox_status
-from services.sms_preferences import DEFAULT_SENDER_NAME, preferences_of, settings_of
+from services.sms_preferences import preferences_of
+from services.sms_settings import DEFAULT_SENDER_NAME, settings_of
 
 log = logging.getLogger("dct.sms")
 

@@ -40,22 +40,14 @@ from services.sms_content import (
     LOCALES,
     health_terms_in,
 )
+from services.sms_settings import (
+    DEFAULT_RULES,
+    SmsSettings,
+    settings_of,
+)
 from services.validation import phone_e164
 
-DEFAULT_RULES: dict[str, bool | int] = {
-    "visit_24h": True,
-    "visit_morning": True,
-    "nurse_next_day": True,
-    "epro_open": True,
-    "epro_closing": True,
-    "reconsent": True,
-    "reconsent_every_days": 3,
-    "reconsent_max": 3,
-}
 _RULE_RANGES = {"reconsent_every_days": (1, 30), "reconsent_max": (0, 10)}
-# Neutral until the coordinator names the study's sender; HELP needs a contact set.
-DEFAULT_SENDER_NAME = "Research"
-DEFAULT_HELP_CONTACT = ""
 MAX_SENDER_NAME, MAX_HELP_CONTACT = 11, 64
 
 # Alphanumeric sender ids: letters, digits and spaces, at least one letter.
@@ -189,32 +181,10 @@ def _audited(preferences: Preferences) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class SmsSettings:
-    study_id: uuid.UUID
-    sender_name: str
-    help_contact: str
-    rules: dict[str, Any]
-    updated_at: dt.datetime | None  # None: the defaults, never saved
-
-
-@dataclass(frozen=True)
 class SettingsChange:
     sender_name: str
     help_contact: str
     rules: dict[str, Any]
-
-
-def settings_of(session: Session, study_id: uuid.UUID) -> SmsSettings:
-    """A study's settings with the defaults filled in (a rule added later gets its
-    default in studies that saved theirs before)."""
-    row = session.get(StudySmsSettings, study_id)
-    if row is None:
-        return SmsSettings(
-            study_id, DEFAULT_SENDER_NAME, DEFAULT_HELP_CONTACT, dict(DEFAULT_RULES), None
-        )
-    return SmsSettings(
-        study_id, row.sender_name, row.help_contact, {**DEFAULT_RULES, **row.rules}, row.updated_at
-    )
 
 
 def get_study_settings(session: Session, actor: Actor, study_id: uuid.UUID) -> SmsSettings:

@@ -39,22 +39,12 @@ from services.models import (
     ParticipantStatus,
     SmsMessage,
     SmsStatus,
-    StudySmsSettings,
     User,
     Visit,
     VisitStatus,
 )
+from services.sms_settings import DEFAULT_RULES, settings_of
 
-DEFAULT_RULES: dict[str, Any] = {
-    "visit_24h": True,
-    "visit_morning": True,
-    "nurse_next_day": True,
-    "epro_open": True,
-    "epro_closing": True,
-    "reconsent": True,
-    "reconsent_every_days": 3,
-    "reconsent_max": 3,
-}
 MORNING_AT = dt.time(8, 0)
 NURSE_LIST_AT = dt.time(18, 0)
 EPRO_HORIZON = dt.timedelta(hours=24)
@@ -74,8 +64,9 @@ Rules = Callable[[uuid.UUID | None], dict[str, Any]]
 
 def study_rules(session: Session, study_id: uuid.UUID | None) -> dict[str, Any]:
     """The study's rules over the defaults, so a study overrides only what it sets."""
-    settings = session.get(StudySmsSettings, study_id) if study_id else None
-    return {**DEFAULT_RULES, **(settings.rules if settings else {})}
+    if study_id is None:
+        return dict(DEFAULT_RULES)
+    return settings_of(session, study_id).rules
 
 
 def _rules_lookup(session: Session) -> Rules:

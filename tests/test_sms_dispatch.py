@@ -35,7 +35,7 @@ from services.models import (
     VisitStatus,
 )
 from services.sms_gateway import SendResult, TwilioGateway
-from services.sms_preferences import DEFAULT_SENDER_NAME
+from services.sms_settings import DEFAULT_SENDER_NAME
 from tests.checks import audit_events
 from tests.conftest import AppFactory, joined_sessions
 from tests.factories import Patient, World

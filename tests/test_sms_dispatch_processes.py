@@ -29,7 +29,7 @@ from scheduling.sms_dispatch import dispatch
 from services.db import utcnow
 from services.models import SmsMessage
 from services.sms_gateway import TwilioGateway
-from services.sms_preferences import DEFAULT_SENDER_NAME
+from services.sms_settings import DEFAULT_SENDER_NAME
 from tests.concurrency import fresh_postgres_database
 from tests.conftest import app_settings
 from tests.factories import make_world

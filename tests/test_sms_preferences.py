@@ -12,7 +12,7 @@ from werkzeug.test import TestResponse
 
 from services.actor import Role
 from services.models import NotificationPreference, StudySmsSettings, User
-from services.sms_preferences import DEFAULT_RULES
+from services.sms_settings import DEFAULT_RULES
 from tests.checks import assert_problem, audit_events, count
 from tests.factories import World, headers_for, make_site, make_staff, random_id, user_of
 

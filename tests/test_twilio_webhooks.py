@@ -26,7 +26,7 @@ from services.models import (
     StudySmsSettings,
 )
 from services.sms_gateway import STATUS_CALLBACK_PATH
-from services.sms_preferences import DEFAULT_SENDER_NAME
+from services.sms_settings import DEFAULT_SENDER_NAME
 from tests.checks import assert_problem, audit_events, captured_logs, count
 from tests.factories import Patient, headers_for
 

@@ -12,7 +12,7 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
-from services import sms_preferences
+from services import sms_preferences, sms_settings
 from services.sms_content import ALLOWED_FROM, ALLOWED_UNTIL, LOCALES
 
 blp = Blueprint(
@@ -69,7 +69,7 @@ class StudySmsSettingsSchema(ma.Schema):
         load_default=dict,
         metadata={
             "description": "which reminders are sent; rules left out take their defaults",
-            "example": sms_preferences.DEFAULT_RULES,
+            "example": sms_settings.DEFAULT_RULES,
         },
     )
     updated_at = UtcDateTime(
