@@ -459,6 +459,21 @@ def _visit_problem(session: Session, relevance: dict[str, Any], now: dt.datetime
     return None
 
 
+def _day_before_problem(
+    session: Session, relevance: dict[str, Any], now: dt.datetime
+) -> str | None:
+    """The 24-hour reminder says "tomorrow": deferred (quiet hours, the daily cap) into
+    the visit's own day, it would be wrong, and the morning reminder covers that day."""
+    problem = _visit_problem(session, relevance, now)
+    if problem:
+        return problem
+    visit = session.get(Visit, uuid.UUID(relevance["visit_id"]))
+    zone = ZoneInfo(session.get(Participant, visit.participant_id).user.timezone)
+    if now.astimezone(zone).date() >= visit.start_at.astimezone(zone).date():
+        return "the day before the visit has passed"
+    return None
+
+
 def _instance_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
     instance = session.get(EproInstance, uuid.UUID(relevance["instance_id"]))
     if instance is None:
@@ -513,7 +528,7 @@ def _nurse_list_problem(
 
 
 _CHECKS: dict[str, Callable[[Session, dict[str, Any], dt.datetime], str | None]] = {
-    "visit_24h": _visit_problem,
+    "visit_24h": _day_before_problem,
     "visit_morning": _visit_problem,
     "epro_open": _instance_problem,
     "epro_closing": _instance_problem,

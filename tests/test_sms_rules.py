@@ -234,6 +234,20 @@ def test_a_visit_changed_after_planning_is_no_longer_relevant(db, world, d14, mo
     assert sms_rules.still_relevant(db, morning) == "visit time has passed"
 
 
+def test_a_day_before_reminder_deferred_into_the_visit_day_is_not_sent(
+    db, world, d14, monkeypatch
+):
+    """It says "tomorrow": pushed past midnight by quiet hours or the cap, it would be
+    wrong, and the morning reminder covers the day."""
+    book(db, world, d14, at(MONDAY, "10:00"))
+    day_before, _ = of_visit(db, d14)
+
+    monkeypatch.setattr(sms_rules, "utcnow", lambda: at(MONDAY, "00:30") - dt.timedelta(hours=1))
+    assert sms_rules.still_relevant(db, day_before) is None
+    monkeypatch.setattr(sms_rules, "utcnow", lambda: at(MONDAY, "08:00"))
+    assert sms_rules.still_relevant(db, day_before) == "the day before the visit has passed"
+
+
 def test_a_withdrawal_after_planning_stops_every_reminder_of_the_participant(db, world, d14):
     book(db, world, d14, at(MONDAY, "10:00"))
     withdraw_from_study(db, world.patient_a, world.coordinator_a)
