@@ -109,5 +109,9 @@ def _check(settings: Mapping[str, Any]) -> None:
         problems.append("DCT_ENCRYPTION_KEY must be set to 32 random bytes in URL-safe base64")
     if settings["DCT_PASSWORD_HASH_CHEAP"]:
         problems.append("DCT_PASSWORD_HASH_CHEAP is for tests only")
+    if settings["DCT_SMS_GATEWAY"] != "twilio":
+        problems.append("DCT_SMS_GATEWAY must be twilio (the console gateway sends nothing)")
+    if not settings["PUBLIC_BASE_URL"].startswith("https://"):
+        problems.append("PUBLIC_BASE_URL must be the service's public https:// address")
     if problems:
         raise RuntimeError("refusing to start in production: " + "; ".join(problems))

@@ -122,6 +122,11 @@ def production(**settings: object) -> dict[str, object]:
         "JWT_SECRET_KEY": TEST_JWT_SECRET,
         "DCT_ENCRYPTION_KEY": TEST_KEY,
         "DCT_PASSWORD_HASH_CHEAP": False,
+        "DCT_SMS_GATEWAY": "twilio",
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": random_secret(24),
+        "TWILIO_MESSAGING_SERVICE_SID": "MG" + "0" * 32,
+        "PUBLIC_BASE_URL": "https://dct.example.org",
         **settings,
     }
 
@@ -211,6 +216,8 @@ def test_docs_are_served_as_html(client):
         ({"JWT_SECRET_KEY": "x" * 31}, "JWT_SECRET_KEY"),
         ({"DCT_ENCRYPTION_KEY": config.DEV_ENCRYPTION_KEY}, "DCT_ENCRYPTION_KEY"),
         ({"DCT_PASSWORD_HASH_CHEAP": True}, "DCT_PASSWORD_HASH_CHEAP"),
+        ({"DCT_SMS_GATEWAY": "console"}, "DCT_SMS_GATEWAY"),
+        ({"PUBLIC_BASE_URL": "http://127.0.0.1:5000"}, "PUBLIC_BASE_URL"),
     ],
 )
 def test_production_refuses_development_secrets(database_url, settings, complaint):
