@@ -166,6 +166,11 @@ def prepare(
     require_role(actor, *UPLOADERS)
     original = replayed(session, actor, meta.client_id)
     if original is not None:
+        if original.sha256 != meta.sha256:
+            raise Conflict(
+                "this client_id was used for another file (its SHA-256 differs); "
+                "make up a new client_id for a new file"
+            )
         return original
     check_meta(meta, now)
     participant = _participant(session, actor, meta)

@@ -209,10 +209,11 @@ def test_the_file_is_refused_to_monitors_and_other_sites(
 @pytest.mark.parametrize(
     ("filename", "ascii_name", "utf8_name"),
     [
-        ("../../etc/passwd", "passwd", "passwd"),
+        ("../../etc/passwd", "passwd.pdf", "passwd.pdf"),
+        ("report.html", "report.pdf", "report.pdf"),  # the judged type names the extension
         ("C:\\Users\\jan\\ecg.pdf", "ecg.pdf", "ecg.pdf"),
         ('my "best" ecg.pdf', "my best ecg.pdf", "my best ecg.pdf"),
-        ("ecg\x00\x1b[2J\u202efdp.exe", "ecg_2Jfdp.exe", "ecg[2Jfdp.exe"),
+        ("ecg\x00\x1b[2J\u202efdp.exe", "ecg_2Jfdp.pdf", "ecg[2Jfdp.pdf"),
         ("électrocardiogramme 心电图.pdf", "electrocardiogramme ___.pdf", None),
         ("..", "ecg-{id}.pdf", "ecg-{id}.pdf"),
         (None, "ecg-{id}.pdf", "ecg-{id}.pdf"),

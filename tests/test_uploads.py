@@ -9,7 +9,7 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -398,6 +398,73 @@ def test_a_retry_answers_the_original(app_client, db, auth, enrolled, tmp_path, 
     assert again.headers["Location"] == first.headers["Location"]
     objects, temporary = stored(tmp_path)
     assert count(db, Upload) == len(objects) == 1 and temporary == []
+
+
+@pytest.mark.parametrize("file_first", [False, True], ids=["fields-first", "file-first"])
+def test_a_client_id_reused_for_another_file_is_a_conflict(
+    app_client, db, auth, enrolled, tmp_path, file_first
+):
+    """A phone that reuses a client_id for a new file must hear it, not lose the file."""
+    client_id = random_id()
+    assert (
+        upload(app_client, auth("patient"), PDF, fields_for(PDF, client_id=client_id)).status_code
+        == 201
+    )
+
+    other = upload(
+        app_client,
+        auth("patient"),
+        CSV,
+        fields_for(CSV, client_id=client_id),
+        file_first=file_first,
+    )
+
+    assert "another file" in assert_problem(other, 409)["detail"]
+    objects, temporary = stored(tmp_path)
+    assert count(db, Upload) == len(objects) == 1 and temporary == []
+
+
+class WithdrawnMidway(io.BytesIO):
+    """A body during whose transfer the participant withdraws (another request would
+    do it; here the test's own session, on the same database)."""
+
+    def __init__(self, body: bytes, withdraw: Callable[[], object]) -> None:
+        super().__init__(body)
+        self.withdraw, self.half = withdraw, len(body) // 2
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._midway()
+        return super().read(size)
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        self._midway()
+        return super().readinto(buffer)
+
+    def _midway(self) -> None:
+        if self.withdraw is not None and self.tell() >= self.half:
+            self.withdraw()
+            self.withdraw = None
+
+
+def test_a_consent_withdrawn_while_the_body_streams_keeps_nothing(
+    app_client, db, world, auth, enrolled, tmp_path
+):
+    content = PDF + b"%" * (2 * MiB)
+    body = WithdrawnMidway(
+        form_body(content), lambda: withdraw_from_study(db, world.patient_a, world.coordinator_a)
+    )
+
+    response = app_client.post(
+        UPLOADS,
+        input_stream=body,
+        content_type=MULTIPART,
+        headers=auth("patient"),
+        content_length=len(body.getvalue()),
+    )
+
+    assert "withdrew" in assert_problem(response, 409)["detail"]
+    objects, temporary = stored(tmp_path)
+    assert count(db, Upload) == 0 and objects == [] and temporary == []
 
 
 def test_another_users_client_id_is_a_conflict(app_client, db, world, auth, enrolled):

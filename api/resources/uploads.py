@@ -239,8 +239,10 @@ class _Form:
         meta = _meta(self.fields, self.filename)
         if not self.file_seen:
             raise Invalid("no file", errors={"file": ["send the file as a part named file"]})
-        if self.checked_fields != self.fields:
-            self._prepare(meta)
+        # Again after the body, from fresh rows: the consent or the visit may have
+        # changed while it streamed.
+        self.session.expire_all()
+        self._prepare(meta)
         if isinstance(self.checked, Upload):
             return self.checked, False
         assert self.writer is not None and isinstance(self.checked, uploads.Target)
@@ -300,9 +302,12 @@ def _ascii(name: str) -> str:
 
 
 def attachment(upload: Upload) -> str:
-    """A Content-Disposition that saves the file under a harmless version of its name."""
+    """A Content-Disposition that saves the file under a harmless version of its name,
+    with the extension of the type its content was judged to be (never the client's:
+    an HTML file judged XML must not be saved as .html)."""
     extension = EXTENSIONS.get(upload.content_type, "bin")
-    name = _clean(upload.filename or "") or f"{upload.kind}-{upload.id}.{extension}"
+    stem = _clean(upload.filename or "").rsplit(".", 1)[0]
+    name = f"{stem or f'{upload.kind}-{upload.id}'}.{extension}"
     return f"attachment; filename=\"{_ascii(name)}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
