@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "DCT_SMS_DISPATCH_SECONDS": 5,
     "DCT_SMS_LEASE_SECONDS": 120,
     "DCT_SMS_MAX_ATTEMPTS": 6,
+    "DCT_SMS_THREADS": 8,
 }
 
 

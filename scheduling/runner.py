@@ -92,7 +92,13 @@ def job_specs(settings: dict) -> list[JobSpec]:
         JobSpec("plan-sms", sms_dispatch.plan, minutes=1),
         JobSpec(
             "dispatch-sms",
-            partial(sms_dispatch.dispatch_job, gateway=gateway, settings=settings),
+            partial(
+                sms_dispatch.dispatch_job,
+                gateway=gateway,
+                settings=settings,
+                threads=settings["DCT_SMS_THREADS"],
+                batch=settings["DCT_SMS_THREADS"] * sms_dispatch.ROWS_PER_THREAD,
+            ),
             seconds=settings["DCT_SMS_DISPATCH_SECONDS"],
             own_transactions=True,
         ),

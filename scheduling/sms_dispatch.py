@@ -8,7 +8,9 @@ each row has one sender. A sender that dies mid-send leaves its row in `sending`
 once the lease has expired, the next dispatcher asks the gateway whether that exact
 text went to that number since the claim, and resends only if it did not. The text
 is therefore rendered and stored before the send: it is what reconciliation matches.
-Nothing here holds a transaction open across a network call.
+A gateway call starts only while the lease outlasts the call, so no send is still
+under way when another dispatcher reconciles its row. Nothing here holds a
+transaction open across a network call.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import random
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services import audit, sms_content, sms_rules
@@ -41,7 +44,14 @@ from services.models import (
     SmsStatus,
     User,
 )
-from services.sms_gateway import PermanentSmsError, SmsGateway, TransientSmsError
+from services.sms_gateway import (
+    GatewayConfigError,
+    PermanentSmsError,
+    SmsError,
+    SmsGateway,
+    TransientSmsError,
+)
+from services.sms_inbound import flag_phone
 from services.sms_settings import DEFAULT_SENDER_NAME, settings_of
 
 log = logging.getLogger("dct.sms")
@@ -50,11 +60,14 @@ PENDING, SENDING, SENT = SmsStatus.PENDING.value, SmsStatus.SENDING.value, SmsSt
 BACKOFF_BASE = dt.timedelta(seconds=30)
 BACKOFF_CAP = dt.timedelta(hours=1)
 JITTER = 0.1
-# A batch stops being worked once this share of its lease is gone: the rest go back
-# to pending rather than be sent when another dispatcher may already reconcile them.
-LEASE_SHARE = 0.8
+# Twilio refused our account or request: every message waits this long, unsent and
+# uncounted, for an operator to fix the configuration.
+CONFIG_RETRY = dt.timedelta(minutes=10)
+CONFIG_WAIT = "waiting: Twilio refused the SMS configuration"
 # How long one run of the dispatch job goes on draining a backlog.
 JOB_SECONDS = 60
+# Rows claimed per sending thread and round: enough to keep every thread busy.
+ROWS_PER_THREAD = 10
 # Twilio's clock and ours may differ a little: reconciliation looks back this much more.
 CLOCK_SKEW = dt.timedelta(minutes=1)
 # The sender name of a study without SMS settings (and of staff messages without a study).
@@ -71,7 +84,20 @@ class Outgoing:
     id: uuid.UUID
     to: str
     body: str
+    attempts: int
     lost_since: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """This round's hold on its rows: who holds them, and until when."""
+
+    worker: str
+    until: dt.datetime
+
+
+class NotSent(Exception):
+    """A row's round ends without a send to record; its state is already settled."""
 
 
 @dataclass(frozen=True)
@@ -106,22 +132,73 @@ def dispatch(
     own (so `sessions` must be bound to an engine, not to one shared connection)."""
     now = now or utcnow()
     reconcile(sessions, gateway, settings, now=now, batch=batch)
-    claimed = claim(sessions, settings, worker=worker, now=now, batch=batch)
-    deadline = time.monotonic() + settings["DCT_SMS_LEASE_SECONDS"] * LEASE_SHARE
+    claimed, lease = claim(sessions, settings, worker=worker, now=now, batch=batch)
+    refused = threading.Event()
 
     def handle(message_id: uuid.UUID) -> int:
-        if time.monotonic() > deadline:
-            release(sessions, [message_id], worker=worker)
+        try:
+            return handle_one(sessions, gateway, settings, message_id, lease, refused, now=now)
+        except Exception:
+            log.exception("SMS %s could not be handled; left for reconciliation", message_id)
             return 0
-        outgoing = prepare(sessions, settings, message_id, worker=worker, now=now)
-        if outgoing is None:
-            return 0
-        return deliver(sessions, gateway, settings, outgoing, worker=worker, now=now)
 
     if threads <= 1:
         return sum(map(handle, claimed))
     with ThreadPoolExecutor(threads, thread_name_prefix="sms-dispatch") as pool:
         return sum(pool.map(handle, claimed))
+
+
+def handle_one(
+    sessions: sessionmaker[Session],
+    gateway: SmsGateway,
+    settings: Mapping[str, Any],
+    message_id: uuid.UUID,
+    lease: Lease,
+    refused: threading.Event,
+    *,
+    now: dt.datetime,
+) -> int:
+    """Prepare and send one claimed row; returns 1 when sent. Once Twilio refused our
+    configuration in this round, the rest of the round waits for the fix unsent."""
+    if refused.is_set():
+        release(
+            sessions,
+            [message_id],
+            worker=lease.worker,
+            until=now + CONFIG_RETRY,
+            reason=CONFIG_WAIT,
+        )
+        return 0
+    try:
+        outgoing = prepare(sessions, settings, message_id, worker=lease.worker, now=now)
+    except Exception:
+        # A template that does not render, a relevance rule that breaks: counted as an
+        # attempt, so the row fails in the end instead of coming back forever.
+        log.exception("SMS %s could not be prepared", message_id)
+        retry_or_fail(
+            sessions, settings, message_id, "could not be prepared", worker=lease.worker, now=now
+        )
+        return 0
+    if outgoing is None:
+        return 0
+    try:
+        return deliver(sessions, gateway, settings, outgoing, lease, now=now)
+    except GatewayConfigError as error:
+        if not refused.is_set():
+            refused.set()
+            log.error(
+                "Twilio refused the SMS configuration (%s): messages wait %s for a fix",
+                error.message,
+                CONFIG_RETRY,
+            )
+        release(
+            sessions,
+            [message_id],
+            worker=lease.worker,
+            until=now + CONFIG_RETRY,
+            reason=f"{CONFIG_WAIT} ({error.message})",
+        )
+        return 0
 
 
 def claim(
@@ -131,13 +208,17 @@ def claim(
     worker: str,
     now: dt.datetime,
     batch: int,
-) -> list[uuid.UUID]:
-    """Take due rows for this worker and commit, so the lease holds before any send.
+) -> tuple[list[uuid.UUID], Lease]:
+    """Take rows due at `now` for this worker and commit, so the lease holds before any
+    send. The lease runs from the clock at the claim, not from `now`: a round may
+    start late, or spend long reconciling, and a lease already partly gone would cut
+    sends short or let another dispatcher reconcile a row still being sent.
 
     PostgreSQL skips rows another dispatcher has locked; SQLite ignores the locking
     clause, and the `status = 'pending'` condition makes a row taken in between drop out.
+    The body is cleared: a `sending` row with a body has passed its checks, which the
+    daily cap counts.
     """
-    lease_until = now + dt.timedelta(seconds=settings["DCT_SMS_LEASE_SECONDS"])
     with sessions() as session:
         due = session.scalars(
             select(SmsMessage.id)
@@ -146,6 +227,7 @@ def claim(
             .limit(batch)
             .with_for_update(skip_locked=True)
         ).all()
+        lease = Lease(worker, utcnow() + dt.timedelta(seconds=settings["DCT_SMS_LEASE_SECONDS"]))
         claimed = [
             message_id
             for message_id in due
@@ -154,21 +236,38 @@ def claim(
                 .where(SmsMessage.id == message_id, SmsMessage.status == PENDING)
                 .values(
                     status=SENDING,
-                    lease_until=lease_until,
+                    lease_until=lease.until,
                     claimed_by=worker,
                     attempts=SmsMessage.attempts + 1,
+                    body=None,
                 )
             ).rowcount
             == 1
         ]
         session.commit()
-    return claimed
+    return claimed, lease
 
 
 def release(
-    sessions: sessionmaker[Session], message_ids: Sequence[uuid.UUID], *, worker: str
+    sessions: sessionmaker[Session],
+    message_ids: Sequence[uuid.UUID],
+    *,
+    worker: str,
+    until: dt.datetime | None = None,
+    reason: str | None = None,
 ) -> None:
-    """Hand claimed rows back unsent: their attempt never happened."""
+    """Hand claimed rows back unsent, due again `until` (or as they were): their
+    attempt never reached the recipient, so it is not counted."""
+    values: dict[str, Any] = {
+        "status": PENDING,
+        "lease_until": None,
+        "claimed_by": None,
+        "attempts": SmsMessage.attempts - 1,
+    }
+    if until is not None:
+        values["next_attempt_at"] = until
+    if reason is not None:
+        values["status_reason"] = reason
     with sessions() as session:
         session.execute(
             update(SmsMessage)
@@ -177,12 +276,7 @@ def release(
                 SmsMessage.status == SENDING,
                 SmsMessage.claimed_by == worker,
             )
-            .values(
-                status=PENDING,
-                lease_until=None,
-                claimed_by=None,
-                attempts=SmsMessage.attempts - 1,
-            )
+            .values(**values)
         )
         session.commit()
 
@@ -196,12 +290,15 @@ def prepare(
     now: dt.datetime,
 ) -> Outgoing | None:
     """The last checks before a send, in a short transaction of their own; the text
-    is rendered and stored here so that reconciliation can recognise it."""
+    is rendered and stored here so that reconciliation can recognise it.
+
+    The recipient's row is locked (PostgreSQL; SQLite's writers take turns anyway) so
+    that two dispatchers decide one recipient's daily cap one after the other."""
     with sessions() as session:
         message = session.get(SmsMessage, message_id)
         if message is None or message.status != SENDING or message.claimed_by != worker:
             return None  # reconciled away from a dispatcher slower than its lease
-        user = session.get_one(User, message.user_id)
+        user = session.get_one(User, message.user_id, with_for_update=True)
         preference = session.get(NotificationPreference, user.id)
         holdback = refusal(session, message, user, preference) or deferral(
             session, settings, message, user, preference, now
@@ -219,6 +316,7 @@ def prepare(
             message.id,
             user.phone or "",
             message.body,
+            message.attempts,
             message.due_at - CLOCK_SKEW if lost else None,
         )
         session.commit()
@@ -256,7 +354,8 @@ def deferral(
     now: dt.datetime,
 ) -> Holdback | None:
     """When this message may go instead, if not now: quiet hours in the recipient's
-    zone, then the daily cap (the next local day's first allowed minute)."""
+    zone, then the daily cap (the next local day's first allowed minute). The cap
+    counts the day's sent messages and those being sent (checked, not yet recorded)."""
     send_from, send_until = quiet_window(preference)
     allowed = sms_content.next_allowed(now, user.timezone, send_from, send_until)
     if allowed > now:
@@ -267,8 +366,14 @@ def deferral(
         .select_from(SmsMessage)
         .where(
             SmsMessage.user_id == user.id,
-            SmsMessage.sent_at >= day_start,
-            SmsMessage.sent_at < day_end,
+            or_(
+                and_(SmsMessage.sent_at >= day_start, SmsMessage.sent_at < day_end),
+                and_(
+                    SmsMessage.status == SENDING,
+                    SmsMessage.body.is_not(None),
+                    SmsMessage.id != message.id,
+                ),
+            ),
         )
     )
     if (sent_today or 0) >= settings["DCT_SMS_DAILY_CAP"]:
@@ -317,34 +422,96 @@ def deliver(
     gateway: SmsGateway,
     settings: Mapping[str, Any],
     outgoing: Outgoing,
+    lease: Lease,
     *,
-    worker: str,
     now: dt.datetime,
 ) -> int:
     """Send (unless an earlier, unanswered attempt went through after all), then
-    record the outcome; returns 1 when sent. An error the gateway did not classify
-    leaves the row in `sending`: whether it went is unknown, so the lease runs out and
-    reconciliation finds out."""
+    record the outcome; returns 1 when sent. A GatewayConfigError is the caller's:
+    it concerns every row, not this one."""
     try:
-        sid = (
-            sent_unheard(
-                sessions, gateway, outgoing.id, outgoing.to, outgoing.body, outgoing.lost_since
-            )
-            if outgoing.lost_since
-            else None
+        sid = found_after_loss(sessions, gateway, outgoing, lease, now=now) or send(
+            sessions, gateway, settings, outgoing, lease, now=now
         )
-        sid = sid or gateway.send(outgoing.to, outgoing.body, outgoing.id).sid
+    except NotSent:
+        return 0
+    record_sent(sessions, outgoing.id, sid, worker=lease.worker, now=now)
+    return 1
+
+
+def require_lease_left(
+    sessions: sessionmaker[Session], gateway: SmsGateway, row: uuid.UUID, lease: Lease
+) -> None:
+    """A gateway call starts only while the lease outlasts it; otherwise the row goes
+    back to pending unsent, before another dispatcher may reconcile it mid-call."""
+    if lease.until - utcnow() > dt.timedelta(seconds=gateway.timeout_seconds):
+        return
+    release(sessions, [row], worker=lease.worker)
+    raise NotSent
+
+
+def found_after_loss(
+    sessions: sessionmaker[Session],
+    gateway: SmsGateway,
+    outgoing: Outgoing,
+    lease: Lease,
+    *,
+    now: dt.datetime,
+) -> str | None:
+    """The SID of the message an earlier, unanswered attempt sent, if it did. When the
+    gateway cannot say, the row waits and tries again later: it is not failed, and not
+    sent blind."""
+    if outgoing.lost_since is None:
+        return None
+    require_lease_left(sessions, gateway, outgoing.id, lease)
+    try:
+        return sent_unheard(
+            sessions, gateway, outgoing.id, outgoing.to, outgoing.body, outgoing.lost_since
+        )
+    except (TransientSmsError, PermanentSmsError) as error:
+        log.warning("SMS reconciliation could not ask the gateway (%s); retrying", error.message)
+        release(
+            sessions,
+            [outgoing.id],
+            worker=lease.worker,
+            until=now + backoff(outgoing.attempts),
+            reason="retrying: the gateway could not say whether it was sent",
+        )
+        raise NotSent from error
+
+
+def send(
+    sessions: sessionmaker[Session],
+    gateway: SmsGateway,
+    settings: Mapping[str, Any],
+    outgoing: Outgoing,
+    lease: Lease,
+    *,
+    now: dt.datetime,
+) -> str:
+    """The send itself; its SID. An error the gateway did not classify leaves the row
+    in `sending`: whether it went is unknown, so the lease runs out and reconciliation
+    finds out."""
+    require_lease_left(sessions, gateway, outgoing.id, lease)
+    try:
+        return gateway.send(outgoing.to, outgoing.body, outgoing.id).sid
     except TransientSmsError as error:
-        retry_or_fail(sessions, settings, outgoing.id, error, worker=worker, now=now)
-        return 0
+        retry_or_fail(
+            sessions,
+            settings,
+            outgoing.id,
+            "gateway unavailable",
+            error=error,
+            worker=lease.worker,
+            now=now,
+        )
     except PermanentSmsError as error:
-        fail(sessions, outgoing.id, error, worker=worker, now=now)
-        return 0
+        fail(sessions, outgoing.id, error, worker=lease.worker, now=now)
+    except GatewayConfigError:
+        raise
     except Exception:
         log.exception("SMS gateway failed unexpectedly; left for reconciliation")
-        return 0
-    record_sent(sessions, outgoing.id, sid, worker=worker, now=now)
-    return 1
+    raise NotSent
 
 
 def sent_unheard(
@@ -356,18 +523,20 @@ def sent_unheard(
     since: dt.datetime,
 ) -> str | None:
     """The SID of this message if Twilio has it although no answer reached us. Texts
-    can repeat ("a questionnaire is waiting"), so a SID another row recorded is that
-    row's message, not this one's."""
-    found = gateway.find_sent(to, body, since=since)
-    if found is None:
+    can repeat ("a questionnaire is waiting"), so of the matching messages, newest
+    first, the first that no other row recorded is this row's."""
+    found = [result.sid for result in gateway.find_sent(to, body, since=since)]
+    if not found:
         return None
     with sessions() as session:
-        taken = session.scalar(
-            select(SmsMessage.id).where(
-                SmsMessage.twilio_sid == found.sid, SmsMessage.id != message_id
+        taken = set(
+            session.scalars(
+                select(SmsMessage.twilio_sid).where(
+                    SmsMessage.twilio_sid.in_(found), SmsMessage.id != message_id
+                )
             )
         )
-    return None if taken else found.sid
+    return next((sid for sid in found if sid not in taken), None)
 
 
 def record_sent(
@@ -395,27 +564,36 @@ def retry_or_fail(
     sessions: sessionmaker[Session],
     settings: Mapping[str, Any],
     message_id: uuid.UUID,
-    error: TransientSmsError,
+    reason: str,
     *,
+    error: SmsError | None = None,
     worker: str,
     now: dt.datetime,
 ) -> None:
-    """A throttled or unavailable gateway: try again later, backing off, until the
-    attempts run out."""
+    """A throttled or unavailable gateway, or a row that could not be prepared: try
+    again later, backing off, until the attempts run out. Twilio's error is kept on
+    the row; a failure of our own leaves the row's earlier one."""
     with sessions() as session:
         message = owned(session, message_id, worker)
         if message is None:
             return
-        message.error_code, message.error_message = error.code, scrub(error.message)
+        if error is not None:
+            message.error_code, message.error_message = error.code, scrub(error.message)
         message.lease_until, message.claimed_by = None, None
         if message.attempts >= settings["DCT_SMS_MAX_ATTEMPTS"]:
-            message.status = SmsStatus.FAILED.value
-            message.status_reason = f"gave up after {message.attempts} attempts"
-            audit_outcome(session, message, "sms.failed", worker, error_code=error.code)
+            give_up(session, message, reason, worker, error_code=error.code if error else None)
         else:
-            message.status, message.status_reason = PENDING, "retrying: gateway unavailable"
+            message.status, message.status_reason = PENDING, f"retrying: {reason}"
             message.next_attempt_at = now + backoff(message.attempts)
         session.commit()
+
+
+def give_up(
+    session: Session, message: SmsMessage, reason: str, worker: str, **after: object
+) -> None:
+    message.status = SmsStatus.FAILED.value
+    message.status_reason = f"gave up after {message.attempts} attempts: {reason}"
+    audit_outcome(session, message, "sms.failed", worker, **after)
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -442,22 +620,12 @@ def fail(
         message.status, message.status_reason = SmsStatus.FAILED.value, "rejected by the gateway"
         message.error_code, message.error_message = error.code, scrub(error.message)
         message.lease_until, message.claimed_by = None, None
-        flag_phone(session, message.user_id, message.error_code, message.error_message, now)
+        if error.code is not None:
+            flag_phone(session, message.user_id, error.code, request_id=request_id(worker), at=now)
         audit_outcome(
             session, message, "sms.failed", worker, error_code=error.code, phone_flagged=True
         )
         session.commit()
-
-
-def flag_phone(
-    session: Session, user_id: uuid.UUID, code: int | None, text: str | None, now: dt.datetime
-) -> None:
-    preference = session.get(NotificationPreference, user_id)
-    if preference is None:
-        preference = NotificationPreference(user_id=user_id)
-        session.add(preference)
-    preference.phone_problem = f"{code}: {text}"[:300] if code else (text or "rejected")[:300]
-    preference.phone_problem_at = now
 
 
 def scrub(text: str | None) -> str | None:
@@ -473,6 +641,10 @@ def owned(session: Session, message_id: uuid.UUID, worker: str) -> SmsMessage | 
     return message
 
 
+def request_id(worker: str) -> str:
+    return f"sms-dispatch-{worker}"
+
+
 def audit_outcome(
     session: Session, message: SmsMessage, action: str, worker: str, **after: object
 ) -> None:
@@ -483,7 +655,7 @@ def audit_outcome(
     participant = session.get_one(Participant, message.participant_id)
     audit.record(
         session,
-        Actor.system(request_id=f"sms-dispatch-{worker}"),
+        Actor.system(request_id=request_id(worker)),
         action,
         entity_type="sms_message",
         entity_id=message.id,
@@ -513,24 +685,28 @@ def reconcile(
             .order_by(SmsMessage.lease_until)
             .limit(batch)
         ).all()
-    lease = dt.timedelta(seconds=settings["DCT_SMS_LEASE_SECONDS"])
-    return sum(
-        settle(sessions, gateway, message_id, lease_until, lease_until - lease, now=now)
-        for message_id, lease_until in stuck
-    )
+    settled = 0
+    for message_id, lease_until in stuck:
+        try:
+            settled += settle(sessions, gateway, settings, message_id, lease_until, now=now)
+        except Exception:
+            log.exception("SMS %s could not be reconciled; trying next round", message_id)
+    return settled
 
 
 def settle(
     sessions: sessionmaker[Session],
     gateway: SmsGateway,
+    settings: Mapping[str, Any],
     message_id: uuid.UUID,
     lease_until: dt.datetime,
-    claimed_at: dt.datetime,
     *,
     now: dt.datetime,
 ) -> int:
     """Decide one expired row. The lease is never extended, so an unchanged
-    `lease_until` proves no other dispatcher settled the row meanwhile."""
+    `lease_until` proves no other dispatcher settled the row meanwhile. A row whose
+    dispatchers keep dying on it fails once its attempts run out."""
+    claimed_at = lease_until - dt.timedelta(seconds=settings["DCT_SMS_LEASE_SECONDS"])
     with sessions() as session:
         message = session.get(SmsMessage, message_id)
         if message is None or message.status != SENDING or message.lease_until != lease_until:
@@ -541,21 +717,23 @@ def settle(
     if sid is None and to and body:
         try:
             sid = sent_unheard(sessions, gateway, message_id, to, body, claimed_at - CLOCK_SKEW)
-        except (TransientSmsError, PermanentSmsError):
-            log.warning("SMS reconciliation could not ask the gateway; trying next round")
+        except SmsError as error:
+            log.warning("SMS reconciliation could not ask the gateway (%s)", error.message)
             return 0
     with sessions() as session:
         message = session.get_one(SmsMessage, message_id, with_for_update=True)
         if message.status != SENDING or message.lease_until != lease_until:
             return 0
         message.lease_until, message.claimed_by = None, None
-        if sid is None:
-            message.status, message.status_reason = PENDING, "resending: dispatcher lost"
-            message.next_attempt_at = now
-        else:
+        if sid is not None:
             message.status, message.status_reason = SENT, None
             message.twilio_sid, message.sent_at = sid, message.sent_at or claimed_at
             audit_outcome(session, message, "sms.sent", "reconciliation", twilio_sid=sid)
+        elif message.attempts >= settings["DCT_SMS_MAX_ATTEMPTS"]:
+            give_up(session, message, "dispatcher lost", "reconciliation")
+        else:
+            message.status, message.status_reason = PENDING, "resending: dispatcher lost"
+            message.next_attempt_at = now
         session.commit()
     return 1
 
@@ -571,6 +749,8 @@ def dispatch_job(
     *,
     gateway: SmsGateway,
     settings: Mapping[str, Any],
+    threads: int = 1,
+    batch: int = 50,
 ) -> str:
     """The `dispatch-sms` job, in short transactions of its own (see `dispatch`): rounds
     until nothing due is left, so a backlog drains at sending speed rather than one
@@ -578,7 +758,7 @@ def dispatch_job(
     ticks missed meanwhile)."""
     worker, sent, stop = worker_name(), 0, time.monotonic() + JOB_SECONDS
     while True:
-        sent += dispatch(sessions, gateway, settings, worker=worker)
+        sent += dispatch(sessions, gateway, settings, worker=worker, threads=threads, batch=batch)
         if time.monotonic() > stop or not anything_due(sessions):
             return f"{sent} SMS sent"
 

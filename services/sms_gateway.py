@@ -2,14 +2,17 @@
 
 The dispatcher only sees `SmsGateway`: it sends, and after a lost answer asks
 `find_sent` whether Twilio has the message anyway, so a retry never sends twice.
-Errors are sorted into the two kinds the dispatcher acts on: transient (retry with
-backoff) and permanent (fail the row now). Neither logs nor error texts carry the
-number or the text: both are personal data, and a reminder's text hints at care.
+Errors are sorted into the three kinds the dispatcher acts on: transient (retry with
+backoff), the recipient's number (fail the row, flag the phone) and our own
+configuration (keep every row until an operator fixes it). Neither logs nor error
+texts carry the number or the text: both are personal data, and a reminder's text
+hints at care.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import uuid
 from collections.abc import Iterator, Mapping
@@ -32,9 +35,9 @@ log = logging.getLogger("dct.sms")
 TWILIO_API = "https://api.twilio.com"
 STATUS_CALLBACK_PATH = "/api/v1/webhooks/twilio/status"
 DEFAULT_TIMEOUT_SECONDS = 10.0
-# Connections kept per host: the dispatcher sends from several threads at once.
-POOL_SIZE = 64
-RECONCILE_LIMIT = 200
+# Twilio lists the newest messages first; a lost answer is looked for among this many
+# of the number's latest (a reminder's recipient gets a few a day at most).
+RECONCILE_LIMIT = 50
 
 # Twilio's message statuses as the outbox's. Twilio's intermediate states all mean
 # "Twilio has it", which is `sent` for the outbox; unknown states (WhatsApp's `read`,
@@ -50,9 +53,12 @@ TWILIO_STATUSES: dict[str, SmsStatus] = {
 }
 
 # Error codes that say the recipient's phone is the problem: the coordinator must
-# check the number with the participant. The texts are shown to coordinators.
+# check the number with the participant. The texts are shown to coordinators. A send
+# refused with one of these fails its row; any other 4xx is about our account or
+# request, and no row is failed for it.
 PHONE_PROBLEMS: dict[int, str] = {
     21211: "not a valid phone number",
+    21408: "SMS to this number's country are not enabled",
     21610: "the number unsubscribed from SMS (replied STOP)",
     21614: "not a mobile number",
     30003: "the phone is unreachable",
@@ -88,7 +94,13 @@ class TransientSmsError(SmsError):
 
 
 class PermanentSmsError(SmsError):
-    """Retrying cannot help: the number, the account or the request is wrong."""
+    """Retrying cannot help: the recipient's number cannot take this SMS (one of
+    PHONE_PROBLEMS)."""
+
+
+class GatewayConfigError(SmsError):
+    """Twilio refused our account or request (credentials, sender, messaging service):
+    every message would fail alike, so none is failed, and all wait for the fix."""
 
 
 @dataclass(frozen=True)
@@ -98,17 +110,23 @@ class SendResult:
 
 
 class SmsGateway(Protocol):
+    """`timeout_seconds` bounds one call: a dispatcher starts a call only while its
+    lease outlasts it. `find_sent` returns every message with that body sent to that
+    number since then, newest first: texts repeat, so the caller picks its own."""
+
     name: str
+    timeout_seconds: float
 
     def send(self, to: str, body: str, message_id: uuid.UUID) -> SendResult: ...
 
-    def find_sent(self, to: str, body: str, since: dt.datetime) -> SendResult | None: ...
+    def find_sent(self, to: str, body: str, since: dt.datetime) -> list[SendResult]: ...
 
 
 class ConsoleGateway:
     """The development gateway: a log line instead of an SMS, every send a success."""
 
     name = "console"
+    timeout_seconds = 0.0
 
     def send(self, to: str, body: str, message_id: uuid.UUID) -> SendResult:
         log.info(
@@ -119,22 +137,22 @@ class ConsoleGateway:
         )
         return SendResult(sid=f"CONSOLE-{uuid.uuid4().hex}", status=SmsStatus.SENT.value)
 
-    def find_sent(self, to: str, body: str, since: dt.datetime) -> SendResult | None:
+    def find_sent(self, to: str, body: str, since: dt.datetime) -> list[SendResult]:
         """Nothing to ask: a console send cannot have been lost on the way."""
-        return None
+        return []
 
 
 class RebasedHttpClient(TwilioHttpClient):
     """The SDK's HTTP client sending to another base URL (a local fake Twilio in tests
-    and benchmarks), with a timeout, a pool for concurrent sends and no request logs
-    (the SDK logs query strings, which hold the recipient's number)."""
+    and benchmarks), with a timeout, a connection per sending thread and no request
+    logs (the SDK logs query strings, which hold the recipient's number)."""
 
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float, pool_size: int) -> None:
         super().__init__(timeout=timeout)
         self.base_url = base_url.rstrip("/")
         assert self.session is not None
         for prefix in ("http://", "https://"):
-            self.session.mount(prefix, HTTPAdapter(pool_maxsize=POOL_SIZE))
+            self.session.mount(prefix, HTTPAdapter(pool_maxsize=pool_size))
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
         if url.startswith(TWILIO_API):
@@ -164,9 +182,13 @@ class TwilioGateway:
         from_number: str = "",
         api_base_url: str = TWILIO_API,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        pool_size: int = 10,  # requests' own default
     ) -> None:
+        self.timeout_seconds = timeout
         self.client = Client(
-            account_sid, auth_token, http_client=RebasedHttpClient(api_base_url, timeout)
+            account_sid,
+            auth_token,
+            http_client=RebasedHttpClient(api_base_url, timeout, pool_size),
         )
         self.callback_base = public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
         self.validity_seconds = validity_seconds
@@ -181,6 +203,8 @@ class TwilioGateway:
     def from_settings(
         cls, settings: Mapping[str, Any], *, timeout: float = DEFAULT_TIMEOUT_SECONDS
     ) -> TwilioGateway:
+        """One pooled connection per dispatcher thread (DCT_SMS_THREADS), so concurrent
+        sends neither wait for nor discard connections."""
         return cls(
             account_sid=settings["TWILIO_ACCOUNT_SID"],
             auth_token=settings["TWILIO_AUTH_TOKEN"],
@@ -190,6 +214,7 @@ class TwilioGateway:
             from_number=settings["TWILIO_FROM_NUMBER"],
             api_base_url=settings["TWILIO_API_BASE_URL"],
             timeout=timeout,
+            pool_size=int(settings["DCT_SMS_THREADS"]),
         )
 
     def status_callback(self, message_id: uuid.UUID) -> str:
@@ -207,24 +232,23 @@ class TwilioGateway:
             )
         return _result(message.sid, message.status)
 
-    def find_sent(self, to: str, body: str, since: dt.datetime) -> SendResult | None:
-        """The latest message with exactly this body sent to this number since `since`.
+    def find_sent(self, to: str, body: str, since: dt.datetime) -> list[SendResult]:
+        """Every message with exactly this body created for this number since `since`,
+        newest first.
 
-        Twilio filters by whole UTC days and stamps messages to the second, so the rest
-        is filtered here. Clock skew between us and Twilio is the caller's margin."""
+        Listed by number alone: Twilio's `DateSent` filter leaves out messages still in
+        its queue (no date sent yet), which are the ones a lost answer most likely left.
+        Twilio stamps messages to the second; clock skew is the caller's margin."""
         earliest = since.replace(microsecond=0)
-        day = earliest.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         with _classified():
-            messages = self.client.messages.list(to=to, date_sent_after=day, limit=RECONCILE_LIMIT)
+            messages = self.client.messages.list(to=to, limit=RECONCILE_LIMIT)
         matches = [
             m
             for m in messages
             if m.body == body and m.date_created is not None and m.date_created >= earliest
         ]
-        if not matches:
-            return None
-        latest = max(matches, key=lambda m: m.date_created)
-        return _result(latest.sid, latest.status)
+        matches.sort(key=lambda m: m.date_created, reverse=True)
+        return [_result(m.sid, m.status) for m in matches]
 
 
 def _result(sid: str | None, twilio_status: Any) -> SendResult:
@@ -234,7 +258,7 @@ def _result(sid: str | None, twilio_status: Any) -> SendResult:
 
 @contextmanager
 def _classified() -> Iterator[None]:
-    """Turns the SDK's and requests' exceptions into the gateway's two kinds."""
+    """Turns the SDK's and requests' exceptions into the gateway's three kinds."""
     try:
         yield
     except requests.Timeout as error:
@@ -243,8 +267,21 @@ def _classified() -> Iterator[None]:
         raise TransientSmsError(f"could not reach Twilio ({type(error).__name__})") from error
     except (TwilioRestException, TwilioServiceException) as error:
         raise _from_twilio(error.status, error.code) from error
-    except TwilioException as error:  # a list page that did not answer 200
-        raise TransientSmsError("Twilio's answer could not be read") from error
+    except TwilioException as error:
+        raise _from_page(error) from error
+
+
+def _from_page(error: TwilioException) -> SmsError:
+    """A list page that did not answer 200 comes with Twilio's raw answer: sorted as a
+    send's error would be (a refused account stays a configuration error)."""
+    response = error.args[1] if len(error.args) > 1 else None
+    if not isinstance(response, TwilioResponse):
+        return TransientSmsError("Twilio's answer could not be read")
+    try:
+        code = json.loads(response.text).get("code")
+    except (ValueError, AttributeError):
+        code = None
+    return _from_twilio(response.status_code, code if isinstance(code, int) else None)
 
 
 def _from_twilio(http_status: int, code: int | None) -> SmsError:
@@ -253,7 +290,9 @@ def _from_twilio(http_status: int, code: int | None) -> SmsError:
     text = error_text(code, http_status)
     if http_status == 429 or http_status >= 500:
         return TransientSmsError(text, code)
-    return PermanentSmsError(text, code)
+    if code in PHONE_PROBLEMS:
+        return PermanentSmsError(text, code)
+    return GatewayConfigError(text, code)
 
 
 def make_gateway(settings: Mapping[str, Any]) -> SmsGateway:

@@ -5,15 +5,18 @@ The webhook views have checked Twilio's signature; these functions only apply wh
 it says, in the caller's transaction. Callbacks arrive late, twice and out of order,
 so a row's status only ever moves forward. STOP is an opt-out from SMS, never a
 withdrawal from the study: participant status and consent are not touched; the site
-learns of it from the participant's audit trail.
+learns of it from the participant's audit trail. Planned reminders are kept: the
+dispatcher skips those that fall due while the person is opted out, and the later
+ones go after a START.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services import audit, people, sms_content
@@ -145,12 +148,18 @@ def _advance(
 
 
 def flag_phone(
-    session: Session, user_id: uuid.UUID, code: int, *, request_id: str | None = None
+    session: Session,
+    user_id: uuid.UUID,
+    code: int,
+    *,
+    request_id: str | None = None,
+    at: dt.datetime | None = None,
 ) -> None:
     """Mark the recipient's phone for the coordinator (shown with the participant, and
-    in their audit trail): the number needs checking with the person."""
+    in their audit trail): the number needs checking with the person. The text is
+    `error_text(code)` whoever flags it, so that START recognises a 21610."""
     preference = _preference(session, user_id)
-    preference.phone_problem, preference.phone_problem_at = error_text(code), utcnow()
+    preference.phone_problem, preference.phone_problem_at = error_text(code), at or utcnow()
     audit.record(
         session,
         Actor.system(request_id),
@@ -207,35 +216,35 @@ def _accounts(session: Session, phone: str) -> list[User]:
 
 
 def _opt_out(session: Session, actor: Actor, user: User, word: str) -> None:
+    """Out, without touching the outbox (see the module's docstring)."""
     preference = _preference(session, user.id)
-    newly = preference.opted_out_at is None
-    preference.opted_out_at = preference.opted_out_at or utcnow()
-    cancelled = session.execute(
-        update(SmsMessage)
-        .where(SmsMessage.user_id == user.id, SmsMessage.status == SmsStatus.PENDING.value)
-        .values(status=SmsStatus.CANCELLED.value, status_reason="opted out")
-    ).rowcount
-    if newly or cancelled:
-        audit.record(
-            session,
-            actor,
-            "sms.opt_out",
-            entity_type="notification_preference",
-            entity_id=user.id,
-            subject=_subject(session, user.id),
-            after={"opted_out": True, "cancelled_messages": cancelled},
-            reason=f"replied {word} by SMS",
-        )
+    if preference.opted_out_at is not None:
+        return
+    preference.opted_out_at = utcnow()
+    audit.record(
+        session,
+        actor,
+        "sms.opt_out",
+        entity_type="notification_preference",
+        entity_id=user.id,
+        subject=_subject(session, user.id),
+        after={"opted_out": True},
+        reason=f"replied {word} by SMS",
+    )
 
 
 def _opt_in(session: Session, actor: Actor, user: User, word: str) -> None:
-    """Back in. A carrier-level unsubscription flagged earlier (21610) is lifted too:
+    """Back in. A carrier-level unsubscription (21610) is lifted too, even when only
+    Twilio knew of the STOP (it refused a send and the dispatcher flagged the phone):
     Twilio unblocks the number on the same START."""
     preference = session.get(NotificationPreference, user.id)
-    if preference is None or preference.opted_out_at is None:
+    if preference is None:
+        return
+    unblocked = preference.phone_problem == error_text(UNSUBSCRIBED)
+    if preference.opted_out_at is None and not unblocked:
         return
     preference.opted_out_at = None
-    if preference.phone_problem == error_text(UNSUBSCRIBED):
+    if unblocked:
         preference.phone_problem, preference.phone_problem_at = None, None
     audit.record(
         session,
@@ -244,7 +253,7 @@ def _opt_in(session: Session, actor: Actor, user: User, word: str) -> None:
         entity_type="notification_preference",
         entity_id=user.id,
         subject=_subject(session, user.id),
-        after={"opted_out": False},
+        after={"opted_out": False, "phone_problem_cleared": unblocked},
         reason=f"replied {word} by SMS",
     )
 

@@ -2,9 +2,11 @@
 over real HTTP, so the real SDK builds and parses every request and answer.
 
 It records the exact form fields of every create request, accepts messages like
-Twilio (201, sid "SM" + 32 hex, status queued), lists them for reconciliation, and
-can be scripted to fail: the next calls answer 429/5xx, a 400 with a Twilio error
-code, or accept the message but answer too late (a lost answer).
+Twilio (201, sid "SM" + 32 hex, status queued), lists them for reconciliation (newest
+first; a message still in Twilio's queue has no `date_sent`, and `DateSent` filters
+leave it out, as Twilio's do), and can be scripted to fail: the next calls answer
+429/5xx, a 4xx with a Twilio error code, or accept the message but answer too late
+(a lost answer).
 """
 
 from __future__ import annotations
@@ -53,10 +55,11 @@ def _twilio_time(when: dt.datetime) -> str:
 
 
 def _sent_after(message: dict[str, Any], bound: str) -> bool:
-    """Twilio's `DateSent>` filter: a date or a UTC timestamp, inclusive."""
+    """Twilio's `DateSent>` filter: a date or a UTC timestamp, inclusive; a message
+    not sent yet has no date to compare."""
     fmt = "%Y-%m-%dT%H:%M:%SZ" if "T" in bound else "%Y-%m-%d"
     limit = dt.datetime.strptime(bound, fmt).replace(tzinfo=dt.UTC)
-    return message["_sent_at"] >= limit
+    return message["_sent_at"] is not None and message["_sent_at"] >= limit
 
 
 class FakeTwilio:
@@ -69,6 +72,7 @@ class FakeTwilio:
         self.queries: list[dict[str, str]] = []  # query parameters of every list
         self.scripts: collections.deque[Script] = collections.deque()
         self.latency = 0.0  # added to every answer (benchmarks)
+        self.queueing = False  # accepted messages stay queued: no date_sent yet
         self.stopping = threading.Event()
         self.url = ""
 
@@ -86,13 +90,14 @@ class FakeTwilio:
 
     def accept(self, account: str, form: dict[str, str]) -> dict[str, Any]:
         now = dt.datetime.now(dt.UTC)
+        sent_at = None if self.queueing else now.replace(microsecond=0)
         sid = "SM" + uuid.uuid4().hex
         message = {
             "account_sid": account,
             "api_version": API_VERSION,
             "body": form.get("Body", ""),
             "date_created": _twilio_time(now),
-            "date_sent": _twilio_time(now),
+            "date_sent": _twilio_time(sent_at) if sent_at else None,
             "date_updated": _twilio_time(now),
             "direction": "outbound-api",
             "error_code": None,
@@ -110,19 +115,22 @@ class FakeTwilio:
             },
             "to": form.get("To"),
             "uri": f"/{API_VERSION}/Accounts/{account}/Messages/{sid}.json",
-            "_sent_at": now.replace(microsecond=0),
+            "_created_at": now,
+            "_sent_at": sent_at,
         }
         with self.lock:
             self.messages.append(message)
         return message
 
     def listed(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        """One page, newest first, at most `PageSize` long."""
         with self.lock:
             self.queries.append(query)
             found = [m for m in self.messages if m["to"] == query.get("To", m["to"])]
         if "DateSent>" in query:
             found = [m for m in found if _sent_after(m, query["DateSent>"])]
-        return sorted(found, key=lambda m: m["_sent_at"], reverse=True)
+        found.sort(key=lambda m: m["_created_at"], reverse=True)
+        return found[: int(query.get("PageSize", 50))]
 
 
 def public(message: dict[str, Any]) -> dict[str, Any]:
@@ -263,5 +271,6 @@ def twilio_settings(fake: FakeTwilio, **extra: Any) -> dict[str, Any]:
         "TWILIO_API_BASE_URL": fake.url,
         "PUBLIC_BASE_URL": "https://dct.example.org",
         "DCT_SMS_VALIDITY_SECONDS": 14400,
+        "DCT_SMS_THREADS": 8,
         **extra,
     }

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import cli
 from scheduling import sms_dispatch
 from scheduling.runner import build_scheduler, job_specs, run_job
-from services import visits
+from services import sms_inbound, visits
 from services.actor import Actor
 from services.db import utcnow
 from services.models import (
@@ -34,9 +34,15 @@ from services.models import (
     Visit,
     VisitStatus,
 )
-from services.sms_gateway import SendResult, TwilioGateway
+from services.sms_gateway import (
+    PermanentSmsError,
+    SendResult,
+    TransientSmsError,
+    TwilioGateway,
+    error_text,
+)
 from services.sms_settings import DEFAULT_SENDER_NAME
-from tests.checks import audit_events
+from tests.checks import audit_events, captured_logs
 from tests.conftest import AppFactory, joined_sessions
 from tests.factories import Patient, World
 from tests.fake_twilio import FakeTwilio, twilio_settings
@@ -250,6 +256,27 @@ def test_the_fourth_sms_of_a_day_waits_for_the_next_morning(
     assert len(fake_twilio.requests) == 4
 
 
+def test_the_daily_cap_counts_a_message_another_dispatcher_is_sending(
+    db, sessions, gateway, settings, fake_twilio, patient
+):
+    now = local("2027-01-14", "10:00")
+    for minutes in (60, 30):
+        earlier = add_message(db, patient, now - dt.timedelta(minutes=minutes))
+        earlier.status, earlier.sent_at = "sent", earlier.due_at
+    in_flight = add_message(db, patient, now - dt.timedelta(minutes=1))
+    # Checked and being sent right now by another dispatcher: it has its body.
+    in_flight.status, in_flight.claimed_by, in_flight.body = "sending", "other", HELP_NL
+    in_flight.lease_until = now + LEASE
+    fourth = add_message(db, patient, now)
+
+    assert send_round(sessions, gateway, settings, now) == 0
+
+    assert fake_twilio.requests == []
+    row = reread(db, fourth)
+    assert (row.status, row.status_reason) == ("pending", "deferred: daily cap")
+    assert row.next_attempt_at == local("2027-01-15", "08:00")
+
+
 # --- what never goes ------------------------------------------------------------------
 
 
@@ -301,6 +328,29 @@ def test_a_recipient_who_must_not_get_sms_gets_none(
         None,
         None,
     )
+
+
+def test_reminders_planned_before_a_stop_go_after_the_start(
+    db, sessions, gateway, settings, fake_twilio, patient
+):
+    """STOP keeps the outbox: what falls due while opted out is skipped, what falls due
+    after START goes."""
+    now = local("2027-01-14", "10:00")
+    while_out = add_message(db, patient, now)
+    after_start = add_message(db, patient, now + dt.timedelta(days=1))
+    sms_inbound.handle_inbound(db, patient.user.phone, "STOP")
+    db.flush()
+
+    send_round(sessions, gateway, settings, now)
+    assert reread(db, after_start).status == "pending"
+    sms_inbound.handle_inbound(db, patient.user.phone, "START")
+    db.flush()
+    assert send_round(sessions, gateway, settings, now + dt.timedelta(days=1)) == 1
+
+    skipped = reread(db, while_out)
+    assert (skipped.status, skipped.status_reason) == ("skipped", "opted out")
+    assert reread(db, after_start).status == "sent"
+    assert len(fake_twilio.requests) == 1
 
 
 def booked_visit(db: Session, world: World) -> Visit:
@@ -359,7 +409,8 @@ def test_a_visit_cancelled_while_its_reminder_is_claimed_is_skipped_at_sending(
     visit = booked_visit(db, world)
     reminder = visit_reminders(db, visit)[0]
     due = reminder.due_at
-    assert reminder.id in sms_dispatch.claim(sessions, settings, worker="w", now=due, batch=50)
+    claimed, _ = sms_dispatch.claim(sessions, settings, worker="w", now=due, batch=50)
+    assert reminder.id in claimed
 
     visits.transition(
         db,
@@ -417,7 +468,7 @@ def test_transient_errors_back_off_exponentially_then_fail_at_the_limit(
     assert (row.status, row.attempts, row.status_reason) == (
         "failed",
         6,
-        "gave up after 6 attempts",
+        "gave up after 6 attempts: gateway unavailable",
     )
     assert len(fake_twilio.requests) == 6
     (event,) = audit_events(db, "sms.failed", message.id)
@@ -451,7 +502,7 @@ def test_a_retry_after_a_lost_answer_asks_twilio_before_sending_again(
     assert len(fake_twilio.queries) == 1
 
 
-@pytest.mark.parametrize("code", [21211, 21610, 21614])
+@pytest.mark.parametrize("code", [21211, 21610, 21614, 21408])
 def test_a_permanent_error_fails_at_once_and_flags_the_phone(
     db, sessions, gateway, settings, fake_twilio, patient, code
 ):
@@ -467,8 +518,10 @@ def test_a_permanent_error_fails_at_once_and_flags_the_phone(
     assert (row.status, row.attempts, row.error_code) == ("failed", 1, code)
     assert patient.user.phone not in row.error_message
     preference = db.get_one(NotificationPreference, patient.user.id)
-    assert preference.phone_problem.startswith(f"{code}: ")
+    assert preference.phone_problem == error_text(code)  # the text START recognises
     assert preference.phone_problem_at == now
+    (flagged,) = audit_events(db, "sms.phone_problem", patient.user.id)
+    assert flagged.after == {"error_code": code}
     (event,) = audit_events(db, "sms.failed", message.id)
     assert event.after == {
         "template": "help",
@@ -478,9 +531,184 @@ def test_a_permanent_error_fails_at_once_and_flags_the_phone(
     }
 
 
+def test_start_lifts_the_unsubscription_twilio_reported_at_sending(
+    db, sessions, gateway, settings, fake_twilio, patient
+):
+    """The person replied STOP to Twilio alone (we never saw it): the send fails with
+    21610 and flags the phone; their START lifts it."""
+    fake_twilio.fail_next(400, code=21610)
+    now = local("2027-01-14", "10:00")
+    add_message(db, patient, now)
+    send_round(sessions, gateway, settings, now)
+    db.expire_all()
+    assert db.get_one(NotificationPreference, patient.user.id).phone_problem == error_text(21610)
+
+    sms_inbound.handle_inbound(db, patient.user.phone, "START")
+
+    preference = db.get_one(NotificationPreference, patient.user.id)
+    assert (preference.phone_problem, preference.phone_problem_at) == (None, None)
+    assert preference.opted_out_at is None
+    (event,) = audit_events(db, "sms.opt_in", patient.user.id)
+    assert event.after == {"opted_out": False, "phone_problem_cleared": True}
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(401, 20003), (400, 21606), (400, 21703), (400, 21704), (400, 21602)]
+)
+def test_a_refused_configuration_fails_nothing_and_holds_every_row_for_the_fix(
+    db, sessions, gateway, settings, fake_twilio, patient, status, code
+):
+    fake_twilio.fail_next(status, code=code)
+    now = local("2027-01-14", "10:00")
+    messages = [add_message(db, patient, now - dt.timedelta(minutes=n)) for n in (2, 1)]
+
+    with captured_logs("INFO") as logs:
+        assert send_round(sessions, gateway, settings, now) == 0
+
+    assert len(fake_twilio.requests) == 1  # the rest of the round did not try
+    for message in messages:
+        row = reread(db, message)
+        assert (row.status, row.attempts, row.error_code) == ("pending", 0, None)
+        assert row.next_attempt_at == now + sms_dispatch.CONFIG_RETRY
+        assert row.status_reason.startswith("waiting: Twilio refused the SMS configuration")
+        assert audit_events(db, "sms.failed", message.id) == []
+    assert db.get(NotificationPreference, patient.user.id) is None  # not the phone's fault
+    written = logs.getvalue()
+    assert "refused the SMS configuration" in written and f"Twilio error {code}" in written
+    assert patient.user.phone not in written and CONTACT not in written
+    # Once the configuration is fixed, nothing was lost.
+    assert send_round(sessions, gateway, settings, now + sms_dispatch.CONFIG_RETRY) == 2
+    assert bodies(fake_twilio) == [HELP_NL] * 3
+
+
+class BlindGateway:
+    """Sends through Twilio but cannot look anything up."""
+
+    name = "blind"
+
+    def __init__(self, real: TwilioGateway, error: Exception) -> None:
+        self.real, self.error, self.timeout_seconds = real, error, real.timeout_seconds
+
+    def send(self, to: str, body: str, message_id: uuid.UUID) -> SendResult:
+        return self.real.send(to, body, message_id)
+
+    def find_sent(self, to: str, body: str, since: dt.datetime) -> list[SendResult]:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [TransientSmsError("Twilio did not answer in time"), PermanentSmsError("21211: ...", 21211)],
+)
+def test_a_lookup_that_fails_neither_fails_the_row_nor_sends_it_blind(
+    db, sessions, gateway, settings, fake_twilio, patient, error
+):
+    now = local("2027-01-14", "10:00")
+    message = add_message(db, patient, now)
+    # An earlier attempt got no answer, and this is the last attempt allowed.
+    last = settings["DCT_SMS_MAX_ATTEMPTS"] - 1
+    message.attempts, message.error_message = last, "Twilio did not answer in time"
+    db.flush()
+
+    assert send_round(sessions, BlindGateway(gateway, error), settings, now) == 0
+
+    assert fake_twilio.requests == []
+    row = reread(db, message)
+    assert (row.status, row.attempts) == ("pending", last)
+    assert row.status_reason == "retrying: the gateway could not say whether it was sent"
+    assert row.next_attempt_at > now
+    assert db.get(NotificationPreference, patient.user.id) is None
+    assert send_round(sessions, gateway, settings, row.next_attempt_at) == 1
+
+
+def test_a_lost_message_is_told_from_an_identical_one_another_row_recorded(
+    db, sessions, settings, fake_twilio, patient
+):
+    """Two rows with the same text to the same number: the first's answer is lost (and
+    Twilio still queues its message), the second's is recorded. Twilio lists both; the
+    retry takes the one no row recorded instead of sending a third."""
+    gateway = TwilioGateway.from_settings(settings, timeout=0.3)
+    fake_twilio.queueing = True
+    fake_twilio.answer_late(1.0)
+    now = utcnow()
+    patient.user.timezone = daytime_zone(now)
+    lost = add_message(db, patient, now - dt.timedelta(minutes=2))
+    other = add_message(db, patient, now - dt.timedelta(minutes=1))
+
+    assert send_round(sessions, gateway, settings, now) == 1
+    first, second = fake_twilio.messages
+    assert reread(db, other).twilio_sid == second["sid"]
+    retry = reread(db, lost)
+    assert (retry.status, retry.twilio_sid) == ("pending", None)
+
+    assert send_round(sessions, gateway, settings, retry.next_attempt_at) == 1
+
+    assert reread(db, lost).twilio_sid == first["sid"]
+    assert len(fake_twilio.requests) == 2
+
+
+def test_a_row_that_cannot_be_prepared_neither_blocks_the_round_nor_comes_back_forever(
+    db, sessions, gateway, settings, fake_twilio, patient
+):
+    now = local("2027-01-14", "10:00")
+    broken = add_message(db, patient, now - dt.timedelta(minutes=1), params={})  # no contact
+    fine = add_message(db, patient, now)
+
+    with captured_logs("INFO") as logs:
+        assert send_round(sessions, gateway, settings, now) == 1
+
+    assert bodies(fake_twilio) == [HELP_NL]
+    assert reread(db, fine).status == "sent"
+    row = reread(db, broken)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.status_reason == "retrying: could not be prepared"
+    assert "could not be prepared" in logs.getvalue()
+    for _ in range(settings["DCT_SMS_MAX_ATTEMPTS"] - 1):
+        send_round(sessions, gateway, settings, row.next_attempt_at)
+        row = reread(db, broken)
+    assert (row.status, row.attempts) == ("failed", 6)
+    assert row.status_reason == "gave up after 6 attempts: could not be prepared"
+    assert len(audit_events(db, "sms.failed", broken.id)) == 1
+    assert len(fake_twilio.requests) == 1
+
+
 def test_twilios_error_text_never_keeps_the_number():
     text = "The 'To' number +32 470 12 34 56 is not a valid phone number."
     assert sms_dispatch.scrub(text) == "The 'To' number [number] is not a valid phone number."
+
+
+# --- leases ---------------------------------------------------------------------------
+
+
+def test_the_lease_runs_from_the_claim_not_from_the_rounds_start(db, sessions, settings, patient):
+    started = utcnow() - dt.timedelta(minutes=5)  # a round that began long ago
+    message = add_message(db, patient, started - dt.timedelta(minutes=1))
+
+    before = utcnow()
+    claimed, lease = sms_dispatch.claim(sessions, settings, worker="w", now=started, batch=50)
+    after = utcnow()
+
+    assert message.id in claimed
+    assert before + LEASE <= lease.until <= after + LEASE
+    assert reread(db, message).lease_until == lease.until
+
+
+@pytest.mark.parametrize(("lease_seconds", "sent"), [(10, 0), (30, 1)])
+def test_a_send_starts_only_while_the_lease_outlasts_the_gateways_timeout(
+    db, sessions, gateway, settings, fake_twilio, patient, lease_seconds, sent
+):
+    assert gateway.timeout_seconds == 10
+    now = local("2027-01-14", "10:00")
+    message = add_message(db, patient, now)
+    leased = {**settings, "DCT_SMS_LEASE_SECONDS": lease_seconds}
+
+    assert send_round(sessions, gateway, leased, now) == sent
+
+    assert len(fake_twilio.requests) == sent
+    row = reread(db, message)
+    if not sent:  # handed back unsent and uncounted, due again at once
+        assert (row.status, row.attempts, row.claimed_by) == ("pending", 0, None)
+        assert (row.lease_until, row.next_attempt_at) == (None, now)
 
 
 # --- a dispatcher that died mid-send --------------------------------------------------
@@ -497,13 +725,14 @@ class DyingGateway:
 
     def __init__(self, real: TwilioGateway, *, after_twilio_has_it: bool) -> None:
         self.real, self.after_twilio_has_it = real, after_twilio_has_it
+        self.timeout_seconds = real.timeout_seconds
 
     def send(self, to: str, body: str, message_id: uuid.UUID) -> SendResult:
         if self.after_twilio_has_it:
             self.real.send(to, body, message_id)
         raise Killed
 
-    def find_sent(self, to: str, body: str, since: dt.datetime) -> SendResult | None:
+    def find_sent(self, to: str, body: str, since: dt.datetime) -> list[SendResult]:
         return self.real.find_sent(to, body, since)
 
 
@@ -528,8 +757,30 @@ def test_an_expired_lease_is_reconciled_before_any_resend(
     row = reread(db, message)
     assert bodies(fake_twilio) == [HELP_NL]  # one SMS, whoever sent it
     assert (row.status, row.twilio_sid) == ("sent", fake_twilio.messages[0]["sid"])
-    assert row.sent_at == (now if twilio_has_it else later)
+    if twilio_has_it:  # sent when it was claimed, a moment after `now`
+        assert now <= row.sent_at < now + dt.timedelta(seconds=1)
+    else:
+        assert row.sent_at == later
     assert len(audit_events(db, "sms.sent", message.id)) == 1
+
+
+def test_a_row_whose_dispatchers_keep_dying_fails_when_its_attempts_run_out(
+    db, sessions, gateway, settings, fake_twilio, patient
+):
+    now = local("2027-01-14", "10:00")
+    message = add_message(db, patient, now - dt.timedelta(minutes=10))
+    message.status, message.claimed_by = "sending", "dead"
+    message.attempts = settings["DCT_SMS_MAX_ATTEMPTS"]
+    message.lease_until = now - dt.timedelta(minutes=1)
+    db.flush()
+
+    assert send_round(sessions, gateway, settings, now) == 0
+
+    row = reread(db, message)
+    assert (row.status, row.claimed_by) == ("failed", None)
+    assert row.status_reason == "gave up after 6 attempts: dispatcher lost"
+    assert fake_twilio.requests == [] and fake_twilio.queries == []  # never rendered: never sent
+    assert len(audit_events(db, "sms.failed", message.id)) == 1
 
 
 # --- the scheduler --------------------------------------------------------------------
@@ -545,12 +796,25 @@ def test_the_scheduler_plans_every_minute_and_dispatches_every_few_seconds(app):
     assert all(job.coalesce and job.max_instances == 1 for job in (plan, dispatch))
 
 
+def test_the_dispatch_job_sends_from_the_configured_threads_with_work_for_each(app, fake_twilio):
+    settings = {**app.config, **twilio_settings(fake_twilio), "DCT_SMS_THREADS": 12}
+
+    (spec,) = [s for s in job_specs(settings) if s.id == "dispatch-sms"]
+
+    assert app.config["DCT_SMS_THREADS"] == 8  # the default
+    assert spec.func.keywords["threads"] == 12
+    assert spec.func.keywords["batch"] == 120
+    pool = spec.func.keywords["gateway"].client.http_client.session.get_adapter(fake_twilio.url)
+    assert pool._pool_maxsize == 12  # one connection per thread
+
+
 def test_the_dispatch_job_drains_every_due_row_through_the_configured_gateway(
     db, app, connection, patient
 ):
     """The development default, the console gateway, logs each SMS and marks it sent;
     one run goes on past its first batch until nothing is due."""
-    settings = {**app.config, "DCT_SMS_DAILY_CAP": 1000}
+    # One thread: these sessions share the test's one connection.
+    settings = {**app.config, "DCT_SMS_DAILY_CAP": 1000, "DCT_SMS_THREADS": 1}
     (spec,) = [s for s in job_specs(settings) if s.id == "dispatch-sms"]
     now = utcnow()
     patient.user.timezone = daytime_zone(now)

@@ -1,7 +1,8 @@
 """Dispatchers as separate processes on one PostgreSQL database and one fake Twilio:
 two at once send each of 1,000 reminders exactly once, and one SIGKILLed mid-batch
 then restarted loses none and sends none twice. Also one dispatcher sending from
-several threads, which needs connections of its own as much as processes do.
+several threads, which needs connections of its own as much as processes do, and
+whose threads must not together exceed a recipient's daily cap.
 
 The processes need their own connections and must see each other's commits, so this
 runs on a fresh database of its own, not inside the test's transaction. The fake
@@ -39,20 +40,20 @@ from tests.test_sms_dispatch import CONTACT, daytime_zone
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 1000
 AGAIN = "START to receive them again."
-# One dispatcher process: dispatch rounds until nothing is due or in flight.
+# One dispatcher process: dispatch rounds until nothing is due or in flight. Its
+# gateway's timeout must be shorter than the lease, or it would never start a send.
 DISPATCHER = """
 import json, sys, time
 from sqlalchemy import func, or_, select
 from api import create_app
 from scheduling.sms_dispatch import dispatch
-from services.db import utcnow
 from services.models import SmsMessage
 from services.sms_gateway import TwilioGateway
-from services.sms_gateway import make_gateway
 
 settings, worker, batch = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 app = create_app(settings)
-sessions, gateway = app.extensions["db"].sessions, make_gateway(app.config)
+sessions = app.extensions["db"].sessions
+gateway = TwilioGateway.from_settings(app.config, timeout=float(sys.argv[4]))
 unsettled = or_(
     SmsMessage.status == "sending",
     (SmsMessage.status == "pending") & (SmsMessage.next_attempt_at <= func.now()),
@@ -112,9 +113,11 @@ def plan_rows(app: Flask, count: int, prefix: str) -> dict[str, str]:
     return texts
 
 
-def start_dispatcher(settings: dict, worker: str, batch: int = 50) -> subprocess.Popen[str]:
+def start_dispatcher(
+    settings: dict, worker: str, batch: int = 50, timeout: float = 10.0
+) -> subprocess.Popen[str]:
     return subprocess.Popen(  # noqa: S603 - our own command line
-        [sys.executable, "-c", DISPATCHER, json.dumps(settings), worker, str(batch)],
+        [sys.executable, "-c", DISPATCHER, json.dumps(settings), worker, str(batch), str(timeout)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -173,7 +176,7 @@ def test_a_dispatcher_killed_mid_batch_then_restarted_loses_and_repeats_nothing(
         DCT_SMS_DAILY_CAP=ROWS,
         DCT_SMS_LEASE_SECONDS=3,
     )
-    first = start_dispatcher(settings, "first", batch=20)
+    first = start_dispatcher(settings, "first", batch=20, timeout=1.0)
     deadline = time.monotonic() + 60
     while len(fake_twilio.requests) < 30 and time.monotonic() < deadline:
         time.sleep(0.001)
@@ -183,7 +186,7 @@ def test_a_dispatcher_killed_mid_batch_then_restarted_loses_and_repeats_nothing(
     unanswered = stored(app, "killed")
     assert {row.status for row in unanswered} >= {"sent", "sending"}
 
-    finish(start_dispatcher(settings, "second", batch=20))
+    finish(start_dispatcher(settings, "second", batch=20, timeout=1.0))
 
     assert_each_sent_once(app, fake_twilio, texts, "killed")
     assert fake_twilio.queries  # the in-flight message was looked up, not resent
@@ -205,3 +208,24 @@ def test_a_dispatcher_sending_from_threads_sends_each_row_once(
 
     assert sent == 200
     assert_each_sent_once(app, fake_twilio, texts, "threads")
+
+
+def test_threads_sending_to_one_recipient_keep_to_the_daily_cap(
+    app: Flask, fresh_url: str, fake_twilio: FakeTwilio
+):
+    """Every thread checks the cap for the same person at once: the recipient's row
+    lock makes them decide one after the other, each seeing the others' messages."""
+    plan_rows(app, 40, "capped")
+    fake_twilio.latency = 0.05
+    settings = {**app.config, **twilio_settings(fake_twilio), "DCT_SMS_DAILY_CAP": 3}
+    gateway = TwilioGateway.from_settings(settings)
+    sessions = app.extensions["db"].sessions
+
+    sent = dispatch(sessions, gateway, settings, worker="capped", batch=40, threads=20)
+
+    assert sent == 3
+    assert len(fake_twilio.requests) == 3
+    rows = stored(app, "capped")
+    assert collections.Counter(row.status_reason for row in rows if row.status == "pending") == {
+        "deferred: daily cap": 37
+    }

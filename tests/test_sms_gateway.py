@@ -1,5 +1,6 @@
 """The SMS gateways: the real Twilio SDK against a local fake Twilio (exact form fields,
-each error class, reconciliation after a lost answer) and the console gateway's log."""
+each error class, reconciliation after a lost answer, a connection per sending thread)
+and the console gateway's log."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import uuid
 import pytest
 
 from services.sms_gateway import (
+    PHONE_PROBLEMS,
     ConsoleGateway,
+    GatewayConfigError,
     PermanentSmsError,
     TransientSmsError,
     TwilioGateway,
@@ -93,10 +96,20 @@ def test_a_late_answer_is_transient_and_reconciliation_finds_the_message(fake_tw
     with pytest.raises(TransientSmsError, match="in time"):
         gateway.send(TO, BODY, uuid.uuid4())
 
-    found = gateway.find_sent(TO, BODY, since)
-    assert found is not None
+    (found,) = gateway.find_sent(TO, BODY, since)
     assert found.sid == fake_twilio.messages[0]["sid"]
     assert found.status == "sent"
+
+
+def test_reconciliation_finds_a_message_still_in_twilios_queue(gateway, fake_twilio):
+    """A message Twilio has not handed to the carrier yet has no date_sent: a
+    `DateSent` filter would miss it and the message would be sent twice."""
+    fake_twilio.queueing = True
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    sent = gateway.send(TO, BODY, uuid.uuid4())
+
+    assert [found.sid for found in gateway.find_sent(TO, BODY, since)] == [sent.sid]
+    assert fake_twilio.messages[0]["date_sent"] is None
 
 
 def test_an_unreachable_twilio_is_transient(fake_twilio):
@@ -110,25 +123,52 @@ def test_an_unreachable_twilio_is_transient(fake_twilio):
 
 
 @pytest.mark.parametrize("code", [21211, 21610, 21614, 21408])
-def test_number_and_request_errors_are_permanent_with_the_code(gateway, fake_twilio, code):
+def test_errors_about_the_number_are_permanent_with_the_code(gateway, fake_twilio, code):
     fake_twilio.fail_next(400, code=code)
 
     with pytest.raises(PermanentSmsError) as raised:
         gateway.send(TO, BODY, uuid.uuid4())
 
     assert raised.value.code == code
-    assert str(code) in raised.value.message
+    assert raised.value.message == f"{code}: {PHONE_PROBLEMS[code]}"
     # Twilio's own message quotes the number: it stays out of what we store and log.
     assert TO not in raised.value.message and TO not in str(raised.value)
 
 
-def test_wrong_credentials_are_permanent(fake_twilio):
-    settings = twilio_settings(fake_twilio, TWILIO_AUTH_TOKEN="not-the-token")
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, 21606),  # the From number cannot send
+        (400, 21703),  # the messaging service has no sender
+        (400, 21704),  # the messaging service's configuration
+        (403, 20403),
+        (404, 20404),
+        (400, None),  # a 4xx Twilio did not explain
+    ],
+)
+def test_errors_about_our_account_or_request_are_configuration_errors(
+    gateway, fake_twilio, status, code
+):
+    fake_twilio.fail_next(status, code=code)
 
-    with pytest.raises(PermanentSmsError) as raised:
-        make_gateway(settings).send(TO, BODY, uuid.uuid4())
+    with pytest.raises(GatewayConfigError) as raised:
+        gateway.send(TO, BODY, uuid.uuid4())
+
+    assert raised.value.code == code
+    assert not isinstance(raised.value, PermanentSmsError)
+    assert TO not in raised.value.message
+
+
+def test_wrong_credentials_are_a_configuration_error_for_sends_and_lookups(fake_twilio):
+    gateway = make_gateway(twilio_settings(fake_twilio, TWILIO_AUTH_TOKEN="not-the-token"))
+
+    with pytest.raises(GatewayConfigError) as raised:
+        gateway.send(TO, BODY, uuid.uuid4())
+    with pytest.raises(GatewayConfigError):
+        gateway.find_sent(TO, BODY, dt.datetime.now(dt.UTC))
 
     assert raised.value.code == 20003
+    assert raised.value.message == "Twilio error 20003 (HTTP 401)"
     assert not fake_twilio.messages
 
 
@@ -140,25 +180,37 @@ def test_find_sent_matches_number_body_and_time(gateway, fake_twilio):
 
     found = gateway.find_sent(TO, BODY, since)
 
-    assert found is not None and found.sid == first.sid
-    assert gateway.find_sent(TO, "Trial: never sent", since) is None
-    assert gateway.find_sent(TO, BODY, since + dt.timedelta(minutes=5)) is None
-    assert gateway.find_sent("+32470555555", BODY, since) is None
-    query = fake_twilio.queries[0]
-    assert query["To"] == TO
-    assert query["DateSent>"] == since.strftime("%Y-%m-%dT00:00:00Z")  # Twilio filters by day
+    assert [result.sid for result in found] == [first.sid]
+    assert gateway.find_sent(TO, "Trial: never sent", since) == []
+    assert gateway.find_sent(TO, BODY, since + dt.timedelta(minutes=5)) == []
+    assert gateway.find_sent("+32470555555", BODY, since) == []
+    # By number only, the latest page of it; the time is filtered here, on date_created.
+    assert fake_twilio.queries[0] == {"To": TO, "PageSize": "50"}
 
 
-def test_find_sent_returns_the_latest_of_identical_messages(gateway, fake_twilio):
+def test_find_sent_returns_every_identical_message_newest_first(gateway, fake_twilio):
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    gateway.send(TO, BODY, uuid.uuid4())
-    fake_twilio.messages[0]["_sent_at"] -= dt.timedelta(seconds=30)
+    old = gateway.send(TO, BODY, uuid.uuid4())
     fake_twilio.messages[0]["date_created"] = "Mon, 01 Jan 2024 00:00:00 GMT"
-    latest = gateway.send(TO, BODY, uuid.uuid4())
+    fake_twilio.messages[0]["_created_at"] -= dt.timedelta(days=800)
+    first, latest = gateway.send(TO, BODY, uuid.uuid4()), gateway.send(TO, BODY, uuid.uuid4())
+    fake_twilio.messages[2]["date_created"] = "Mon, 01 Jan 2120 00:00:00 GMT"  # to the second
 
-    found = gateway.find_sent(TO, BODY, since - dt.timedelta(days=3650))
+    assert [found.sid for found in gateway.find_sent(TO, BODY, since)] == [latest.sid, first.sid]
+    everything = gateway.find_sent(TO, BODY, since - dt.timedelta(days=3650))
+    assert [found.sid for found in everything] == [latest.sid, first.sid, old.sid]
 
-    assert found is not None and found.sid == latest.sid
+
+def test_the_gateway_keeps_a_connection_for_each_sending_thread(fake_twilio):
+    settings = twilio_settings(fake_twilio, DCT_SMS_THREADS=100)
+
+    gateway = TwilioGateway.from_settings(settings, timeout=2.5)
+
+    session = gateway.client.http_client.session
+    assert session.get_adapter("https://api.twilio.com")._pool_maxsize == 100
+    assert session.get_adapter(fake_twilio.url)._pool_maxsize == 100
+    assert gateway.timeout_seconds == 2.5
+    assert ConsoleGateway.timeout_seconds == 0
 
 
 def test_twilio_gateway_logs_neither_number_nor_text(gateway):
@@ -186,7 +238,7 @@ def test_console_gateway_logs_the_message_id_and_size_only():
     assert TO not in written and TO.lstrip("+") not in written
     assert "questionnaire" not in written
     assert result.sid.startswith("CONSOLE-") and result.status == "sent"
-    assert ConsoleGateway().find_sent(TO, BODY, dt.datetime.now(dt.UTC)) is None
+    assert ConsoleGateway().find_sent(TO, BODY, dt.datetime.now(dt.UTC)) == []
 
 
 def test_console_is_the_default_gateway():

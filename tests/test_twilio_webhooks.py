@@ -368,6 +368,8 @@ def twiml(text: str) -> str:
     ],
 )
 def test_stop_opts_the_number_out_and_confirms_once(hooks, db, world, body):
+    """Planned reminders stay planned: the dispatcher skips those due while opted out,
+    and those due after a START still go."""
     patient = world.patient_a
     pending = outbox_row(db, patient, status="pending")
     sent = outbox_row(db, patient, status="sent", twilio_sid="SM" + "d" * 32)
@@ -378,15 +380,15 @@ def test_stop_opts_the_number_out_and_confirms_once(hooks, db, world, body):
     assert reply_of(response) == twiml(sms_content.render("opt_out_confirm", "nl", {}, SENDER))
     assert preference(db, patient.user.id).opted_out_at is not None
     assert (reloaded(db, pending).status, reloaded(db, pending).status_reason) == (
-        "cancelled",
-        "opted out",
+        "pending",
+        None,
     )
     assert reloaded(db, sent).status == "sent"
-    assert pending_of(db, patient.user.id) == 0
+    assert pending_of(db, patient.user.id) == planned
     [event] = audit_events(db, "sms.opt_out", patient.user.id)
     assert event.participant_id == patient.participant.id
     assert event.site_id == world.site_a.id  # the site's coordinators see it
-    assert event.after == {"opted_out": True, "cancelled_messages": planned}
+    assert event.after == {"opted_out": True}
     assert db.scalars(select(SmsEvent.keyword)).all() == [body.strip().upper()]
 
 
@@ -455,6 +457,37 @@ def test_start_lifts_a_carrier_unsubscription_but_not_other_phone_problems(db, w
     sms_inbound.flag_phone(db, user_id, 30005)
     sms_inbound.handle_inbound(db, world.patient_a.user.phone, "START")
     assert db.get_one(NotificationPreference, user_id).phone_problem.startswith("30005")
+
+
+def test_start_lifts_a_21610_flag_without_an_opt_out_of_ours(hooks, db, world):
+    """The STOP reached Twilio only (its own opt-out handling): a send then failed
+    with 21610 and flagged the phone. START lifts it all the same."""
+    user_id = world.patient_a.user.id
+    sms_inbound.flag_phone(db, user_id, 21610)
+    db.flush()
+
+    response = inbound(hooks, world.patient_a.user.phone, "START")
+
+    assert reply_of(response) == twiml(sms_content.render("opt_in_confirm", "nl", {}, SENDER))
+    flagged = preference(db, user_id)
+    assert (flagged.phone_problem, flagged.phone_problem_at, flagged.opted_out_at) == (
+        None,
+        None,
+        None,
+    )
+    [event] = audit_events(db, "sms.opt_in", user_id)
+    assert event.after == {"opted_out": False, "phone_problem_cleared": True}
+
+
+def test_start_without_an_opt_out_or_a_21610_changes_nothing(hooks, db, world):
+    user_id = world.patient_a.user.id
+    sms_inbound.flag_phone(db, user_id, 21211)
+    db.flush()
+
+    inbound(hooks, world.patient_a.user.phone, "START")
+
+    assert preference(db, user_id).phone_problem == "21211: not a valid phone number"
+    assert audit_events(db, "sms.opt_in", user_id) == []
 
 
 def test_help_answers_the_studys_contact(hooks, db, world):
