@@ -14,7 +14,12 @@ waiting" SMS: --rows due rows, each checked for relevance at sending. Then
 (batch = threads x ROWS_PER_THREAD, the app's engine and the Twilio gateway of
 `make_gateway`), until nothing is due or --seconds have passed. Afterwards every row
 of the run is checked: sent with exactly one request, or (a run cut short) still
-pending with none.
+pending with none. Each run also prints this process's CPU per message (the
+dispatcher's Python work, under one GIL) and how many PostgreSQL sessions it opened
+(the app's pool is smaller than 32 threads: the overflow connects and disconnects);
+`--pool-size N` dispatches through an engine of N pooled connections instead, to
+compare. Last, two dispatcher processes (--process-threads threads each, 0 to skip)
+share one run's rows; their time includes their start-up.
 
     .venv/bin/python bench/sms_dispatch.py [--rows 10000] [--threads 1,8,32]
 
@@ -298,9 +303,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--threads", default="1,8,32", help="comma-separated thread counts")
     parser.add_argument("--batch", type=int, default=0, help="rows per round (default: the job's)")
-    parser.add_argument("--seconds", type=float, default=120, help="time limit of one run")
+    parser.add_argument("--seconds", type=float, default=300, help="time limit of one run")
     parser.add_argument("--latency", type=float, default=LATENCY, help="fake Twilio, seconds")
-    parser.add_argument("--process-threads", type=int, default=0, help="0: no two-process run")
+    parser.add_argument("--process-threads", type=int, default=32, help="0: no two-process run")
     parser.add_argument(
         "--pool-size", type=int, default=0, help="database connections (default: the app's pool)"
     )
@@ -310,10 +315,10 @@ def main() -> None:
         with scratch_database(args.postgres, "sms_dispatch") as url:
             reset(url)
             app = make_app(url)
-            sessions = app.extensions["db"].sessions
-            if args.pool_size:  # instead of the app's engine, which the scheduler uses
+            engine = app.extensions["db"].engine  # the scheduler's, and its pool
+            if args.pool_size:
                 engine = make_engine(url, pool_pre_ping=True, pool_size=args.pool_size)
-                sessions = make_session_factory(engine)
+            sessions = make_session_factory(engine)
             with sessions.begin() as session:
                 ids = seed_study(session)
                 seed_participants(session, ids, args.rows, daytime_zone(utcnow()))
@@ -332,6 +337,7 @@ def main() -> None:
                 run_threads(sessions, settings, ids, fake, threads, args)
             if args.process_threads:
                 run_processes(url, sessions, settings, ids, fake, args)
+            engine.dispose()
             app.extensions["db"].engine.dispose()
     finally:
         fake.stop()
