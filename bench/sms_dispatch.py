@@ -46,7 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from common import ADMIN, ROOT, make_app, reset, scratch_database
 from sms_planning import analyze, seed_instances, seed_participants, seed_study
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from scheduling import sms_dispatch
@@ -181,18 +181,24 @@ def check(
     sessions: sessionmaker[Session], fake: Fake, rows: list[uuid.UUID]
 ) -> tuple[collections.Counter[str], str]:
     """The rows' statuses, and whether each sent row had exactly one request and each
-    other row none."""
+    other row none; why rows were not sent, if any were not."""
     with sessions() as session:
-        statuses = dict(
-            session.execute(
-                select(SmsMessage.id, SmsMessage.status).where(SmsMessage.id.in_(rows))
-            ).all()
-        )
+        found = session.execute(
+            select(
+                SmsMessage.id,
+                SmsMessage.status,
+                func.concat_ws(": ", SmsMessage.status_reason, SmsMessage.error_message),
+            ).where(SmsMessage.id.in_(rows))
+        ).all()
+    statuses = {row_id: status for row_id, status, _ in found}
     requests, _ = fake.counts()
     wrong = [
         row for row in rows if requests.get(str(row), 0) != (1 if statuses[row] == SENT else 0)
     ]
     verdict = "each sent row exactly once" if not wrong else f"{len(wrong)} rows WRONG"
+    unsent = collections.Counter((s, reason) for _, s, reason in found if s != SENT)
+    if unsent and unsent.keys() != {(PENDING, "")}:  # not merely a run cut short
+        verdict += f"; not sent: {dict(unsent)}"
     return collections.Counter(statuses.values()), verdict
 
 
