@@ -155,6 +155,9 @@ class ConsentSignature(Base):
     signature_image: Mapped[str | None] = mapped_column(
         EncryptedText("consent_signatures.signature_image")
     )
+    # Set when the signer's password came through a staff-issued code shortly before
+    # (21 CFR 11.300(c)): shown on every rendering of the manifestation, and bound.
+    credential_note: Mapped[str | None] = mapped_column(String(300))
     binding: Mapped[str] = mapped_column(String(64))
 
     consent: Mapped[Consent] = relationship(back_populates="signatures")

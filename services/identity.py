@@ -208,6 +208,28 @@ def _revoke(
     )
 
 
+def revoke_all_sessions(session: Session, actor: Actor, user: User, reason: str) -> int:
+    """End every open log-in of an account at once (password set anew, deactivation):
+    access tokens carry their session id, so they stop working with it. Audited once,
+    as an act of whoever caused it."""
+    now = utcnow()
+    ended = session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    ).rowcount
+    audit.record(
+        session,
+        actor,
+        "auth.sessions_revoked",
+        entity_type="user",
+        entity_id=user.id,
+        subject=_subject(user),
+        after={"sessions": ended, "reason": reason},
+    )
+    return ended
+
+
 def session_is_active(session: Session, session_id: uuid.UUID | None) -> bool:
     """Checked for every token presented: a revoked or expired family invalidates it."""
     if session_id is None:

@@ -18,6 +18,7 @@ from services import audit, crypto, sms_rules
 from services.access import get_visible, require_role, visible_participants, visible_sites
 from services.activation import issue_activation_code
 from services.actor import Actor, Role
+from services.db import utcnow
 from services.errors import Conflict, Forbidden, Invalid
 from services.models import Participant, Site, Study, User
 from services.validation import (
@@ -293,6 +294,8 @@ def create_participant(
 # Contact fields a patient may correct themselves; staff may change any of them.
 PATIENT_EDITABLE = frozenset({"phone", "email", "address", "locale", "timezone"})
 CONTACT_FIELDS = PATIENT_EDITABLE | {"full_name", "date_of_birth"}
+# Where reset codes are delivered: a staff member changing one may be redirecting them.
+CONTACT_CHANNELS = frozenset({"phone", "email"})
 
 
 def update_participant(
@@ -314,6 +317,8 @@ def update_participant(
         for name, value in changes.items():
             _apply_change(session, participant, name, value)
         _check_login_phone_free(session, user)
+    if actor.role != Role.PATIENT and changes.keys() & CONTACT_CHANNELS:
+        user.contact_changed_by_staff_at = utcnow()
     session.flush()
     after = participant_snapshot(participant)
     after.update({name: audit.REDACTED for name in changes if name in audit.DIRECT_IDENTIFIERS})

@@ -10,7 +10,13 @@ from services.models.epro import (
     ResponseStatus,
     Timeliness,
 )
-from services.models.identity import ActivationCode, AuthSession, RefreshToken
+from services.models.identity import (
+    ActivationCode,
+    AuthSession,
+    LoginLockout,
+    PasswordResetCode,
+    RefreshToken,
+)
 from services.models.notification import (
     SMS_STATUSES,
     NotificationPreference,
@@ -57,11 +63,13 @@ __all__ = [
     "EproInstance",
     "EproResponse",
     "InstanceStatus",
+    "LoginLockout",
     "NotificationPreference",
     "NurseProfile",
     "NurseTimeOff",
     "Participant",
     "ParticipantStatus",
+    "PasswordResetCode",
     "Questionnaire",
     "QuestionnaireStatus",
     "Reading",

@@ -1,4 +1,5 @@
-"""Credentials that are not passwords: activation codes, log-in sessions, refresh tokens."""
+"""Credentials that are not passwords: activation and reset codes, log-in sessions,
+refresh tokens, and the failed-log-in counters per client address."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import uuid
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.db import Base, created_now, uuid_pk
+from services.db import Base, UtcDateTime, created_now, uuid_pk
 
 
 class ActivationCode(Base):
@@ -52,3 +53,38 @@ class RefreshToken(Base):
     issued_at: Mapped[created_now]
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None]
+
+
+class PasswordResetCode(Base):
+    """A single-use code that lets an activated account choose a new password. It goes
+    only to the account holder (SMS or email); only its hash is kept. `requested_by_id`
+    is the staff member who triggered it, or None when the holder asked."""
+
+    __tablename__ = "password_reset_codes"
+
+    id: Mapped[uuid_pk]
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    requested_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    channel: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[created_now]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class LoginLockout(Base):
+    """Failed log-ins of one account from one client address (a keyed hash of it).
+
+    Locking per pair means an attacker elsewhere cannot lock the holder out; the
+    account-wide count on `users.failed_logins` only raises alerts."""
+
+    __tablename__ = "login_lockouts"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[created_now]

@@ -60,6 +60,13 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    # How the current password came to be (activation, self_reset, staff_reset, change)
+    # and when: a signature shortly after a staff-influenced one is held (consent.signing).
+    password_set_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    password_set_via: Mapped[str | None] = mapped_column(String(16))
+    # A staff member changed the phone or email: a reset delivered there soon after counts
+    # as staff-influenced, since the code may have gone to the staff member.
+    contact_changed_by_staff_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[created_now]
 
     sites: Mapped[list[Site]] = relationship(secondary=user_sites, order_by=Site.code)
