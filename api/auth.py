@@ -113,4 +113,7 @@ def auth_policy() -> identity.AuthPolicy:
         refresh_ttl=dt.timedelta(days=settings["DCT_REFRESH_TOKEN_DAYS"]),
         max_failed_logins=settings["DCT_MAX_FAILED_LOGINS"],
         lockout=dt.timedelta(minutes=settings["DCT_LOCKOUT_MINUTES"]),
+        alert_ceiling=settings["DCT_LOGIN_ALERT_CEILING"],
+        reset_validity=dt.timedelta(minutes=settings["DCT_RESET_CODE_MINUTES"]),
+        signature_hold=dt.timedelta(hours=settings["DCT_SIGNATURE_HOLD_HOURS"]),
     )

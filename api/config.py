@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "DCT_REFRESH_TOKEN_DAYS": 30,
     "DCT_MAX_FAILED_LOGINS": 5,
     "DCT_LOCKOUT_MINUTES": 15,
+    "DCT_LOGIN_ALERT_CEILING": 50,
+    "DCT_RESET_CODE_MINUTES": 30,
+    "DCT_SIGNATURE_HOLD_HOURS": 24,
     "DCT_LOGIN_RATE_LIMIT": "20 per minute",
     "DCT_RATELIMIT_STORAGE_URI": "memory://",
     "DCT_MAX_REQUEST_BYTES": 1024 * 1024,
@@ -35,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "DCT_AUDIT_SEAL_MINUTES": 60,
     "DCT_PASSWORD_HASH_CHEAP": False,
     "DCT_TRAVEL_BUFFER_MINUTES": 30,
+    "DCT_CHECK_IN_MARGIN_MINUTES": 60,
     "DCT_EPRO_GRACE_MINUTES": 1440,
     "DCT_STORAGE_BACKEND": "local",
     "DCT_UPLOAD_DIR": str(ROOT / "instance" / "uploads"),
@@ -88,6 +92,8 @@ def _check(settings: Mapping[str, Any]) -> None:
         raise RuntimeError("DCT_STORAGE_BACKEND must be 'local' or 's3'")
     if settings["DCT_STORAGE_BACKEND"] == "s3" and not settings["DCT_S3_BUCKET"]:
         raise RuntimeError("DCT_S3_BUCKET must be set for DCT_STORAGE_BACKEND=s3")
+    if settings["DCT_CHECK_IN_MARGIN_MINUTES"] < 0:
+        raise RuntimeError("DCT_CHECK_IN_MARGIN_MINUTES must be 0 or more")
     if settings["DCT_SMS_GATEWAY"] not in ("console", "twilio"):
         raise RuntimeError("DCT_SMS_GATEWAY must be 'console' or 'twilio'")
     if settings["DCT_SMS_GATEWAY"] == "twilio" and not (

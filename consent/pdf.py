@@ -309,16 +309,19 @@ def _signature_block(
     signature: ConsentSignature, styles: dict[str, ParagraphStyle], text: _Text
 ) -> Flowable:
     role = SignerRole(signature.signer_role)
+    rows = [
+        ("Role", ROLE_LABELS[role]),
+        ("Printed name", signature.printed_name),
+        ("Meaning", signature.meaning),
+        ("Signed (UTC)", _utc(signature.signed_at)),
+        ("Document version", str(signature.document_version)),
+        ("Document SHA-256", signature.document_sha256),
+        ("Signature id", str(signature.id)),
+    ]
+    if signature.credential_note:
+        rows.append(("Credential", signature.credential_note))
     table = _fields(
-        [
-            ("Role", ROLE_LABELS[role]),
-            ("Printed name", signature.printed_name),
-            ("Meaning", signature.meaning),
-            ("Signed (UTC)", _utc(signature.signed_at)),
-            ("Document version", str(signature.document_version)),
-            ("Document SHA-256", signature.document_sha256),
-            ("Signature id", str(signature.id)),
-        ],
+        rows,
         styles,
         text,
     )

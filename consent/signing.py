@@ -29,9 +29,10 @@ from consent.models import (
     DocumentStatus,
     SignerRole,
 )
-from services import audit, crypto, identity
+from services import audit, credentials, crypto, identity
 from services.access import get_visible, visible_participants
 from services.actor import Actor, Role
+from services.db import utcnow
 from services.errors import Conflict, Forbidden, Invalid, Unauthenticated
 from services.identity import AuthPolicy
 from services.models import ConsentState, Participant, ParticipantStatus, User
@@ -88,6 +89,9 @@ def signature_binding(signature: ConsentSignature) -> str:
         "signed_at": signature.signed_at.astimezone(dt.UTC).isoformat(),
         "clause_choices": signature.clause_choices,
     }
+    if signature.credential_note is not None:
+        # Bound only when present, so signatures made before it existed still verify.
+        bound["credential_note"] = signature.credential_note
     canonical = json.dumps(bound, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return crypto.blind_index(canonical, "consent-signature")
 
@@ -132,10 +136,17 @@ def _signer_may_act(actor: Actor, role: SignerRole) -> None:
 
 
 def _reauthenticate(
-    session: Session, actor: Actor, policy: AuthPolicy, password: str, participant: Participant
+    session: Session,
+    actor: Actor,
+    policy: AuthPolicy,
+    password: str,
+    participant: Participant,
+    client: ClientInfo,
 ) -> User:
     try:
-        return identity.reauthenticate(session, actor, policy, password, purpose="sign")
+        return identity.reauthenticate(
+            session, actor, policy, password, purpose="sign", address=client.address
+        )
     except Unauthenticated:
         audit.record(
             session,
@@ -264,7 +275,11 @@ def sign(
     document = get_visible(session, visible_documents(actor), document_id, "consent document")
     if participant.status == ParticipantStatus.WITHDRAWN:
         raise Conflict("this participant has withdrawn from the study")
-    signer = _reauthenticate(session, actor, policy or AuthPolicy(), request.password, participant)
+    policy = policy or AuthPolicy()
+    signer = _reauthenticate(session, actor, policy, request.password, participant, client)
+    credential = credentials.signing_check(signer, hold=policy.signature_hold, now=utcnow())
+    if credential.refused:
+        raise Conflict(credential.refused)
     _check_document(session, document, participant, request.document_sha256)
     discussion = discussions.latest(session, participant)
     if discussion is None:
@@ -303,6 +318,7 @@ def sign(
         user_agent=(client.user_agent or "")[:500] or None,
         clause_choices=choices,
         signature_image=request.signature_image,
+        credential_note=credential.note,
     )
     signature.binding = signature_binding(signature)
     session.add(signature)

@@ -355,7 +355,10 @@ def deferral(
 ) -> Holdback | None:
     """When this message may go instead, if not now: quiet hours in the recipient's
     zone, then the daily cap (the next local day's first allowed minute). The cap
-    counts the day's sent messages and those being sent (checked, not yet recorded)."""
+    counts the day's sent messages and those being sent (checked, not yet recorded).
+    A code the holder asked for just now waits for neither."""
+    if message.template in sms_content.ON_REQUEST:
+        return None
     send_from, send_until = quiet_window(preference)
     allowed = sms_content.next_allowed(now, user.timezone, send_from, send_until)
     if allowed > now:

@@ -38,6 +38,11 @@ class Actor:
         """The scheduler and CLI act as the system; audit records them as such."""
         return cls(user_id=None, role=None, request_id=request_id)
 
+    def as_account(self, user_id: uuid.UUID, role: str) -> Actor:
+        """Auth events are recorded as acts of the account concerned, even before log-in
+        (the request's actor is then nobody)."""
+        return Actor(user_id=user_id, role=Role(role), request_id=self.request_id)
+
     @property
     def role_name(self) -> str:
         return self.role.value if self.role else "system"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services import audit, passwords
+from services import audit, credentials, lockout, passwords
 from services.actor import Actor, Role
 from services.db import utcnow
 from services.errors import Invalid, TooManyAttempts, Unauthenticated
@@ -31,6 +31,14 @@ class AuthPolicy:
     refresh_ttl: dt.timedelta = dt.timedelta(days=30)
     max_failed_logins: int = 5
     lockout: dt.timedelta = dt.timedelta(minutes=15)
+    alert_ceiling: int = 50
+    reset_validity: dt.timedelta = dt.timedelta(minutes=30)
+    # How long after a staff-influenced password a signature is held (consent.signing).
+    signature_hold: dt.timedelta = dt.timedelta(hours=24)
+
+    @property
+    def lockouts(self) -> lockout.LockoutPolicy:
+        return lockout.LockoutPolicy(self.max_failed_logins, self.lockout, self.alert_ceiling)
 
 
 @dataclass(frozen=True)
@@ -47,12 +55,7 @@ def _subject(user: User) -> audit.Subject:
     return audit.Subject(user_id=user.id)
 
 
-def _as_user(actor: Actor, user: User) -> Actor:
-    """Auth events are recorded as acts of the account concerned, even before log-in."""
-    return Actor(user_id=user.id, role=Role(user.role), request_id=actor.request_id)
-
-
-def _find_login_user(session: Session, email: str | None, phone: str | None) -> User | None:
+def find_login_user(session: Session, email: str | None, phone: str | None) -> User | None:
     if email:
         return session.scalars(select(User).where(User.email_index == email_index(email))).first()
     if phone:
@@ -75,30 +78,39 @@ def login(
     email: str | None,
     phone: str | None,
     password: str,
+    address: str | None = None,
 ) -> Grant:
-    user = _find_login_user(session, email, phone)
+    """Unknown, disabled and locked accounts answer exactly like a wrong password, and
+    take as long, so the answer tells nobody which accounts exist or are locked."""
+    user = find_login_user(session, email, phone)
     now = utcnow()
     if user is None or not user.is_active:
         passwords.verify_password(None, password)
         raise Unauthenticated(BAD_CREDENTIALS)
-    if user.locked_until and user.locked_until > now:
-        retry = int((user.locked_until - now).total_seconds()) + 1
-        raise TooManyAttempts(
-            "this account is locked after repeated failed log-ins; try again later",
-            retry_after_seconds=retry,
+    if lockout.locked_until(session, user, address, now):
+        passwords.verify_password(None, password)
+        audit.record(
+            session,
+            actor.as_account(user.id, user.role),
+            "auth.login_refused_locked",
+            entity_type="user",
+            entity_id=user.id,
+            subject=_subject(user),
         )
-    if not passwords.verify_password(user.password_hash, password):
-        _count_failure(session, actor, policy, user, now)
         raise Unauthenticated(BAD_CREDENTIALS)
-    user.failed_logins = 0
-    user.locked_until = None
+    if not passwords.verify_password(user.password_hash, password):
+        lockout.count_failure(
+            session, actor, policy.lockouts, user, address, action="auth.login_failed"
+        )
+        raise Unauthenticated(BAD_CREDENTIALS)
+    lockout.clear_address(session, user, address)
     user.last_login_at = now
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
-    grant = _open_session(session, policy, user)
+    grant = open_session(session, policy, user)
     audit.record(
         session,
-        _as_user(actor, user),
+        actor.as_account(user.id, user.role),
         "auth.login",
         entity_type="user",
         entity_id=user.id,
@@ -107,39 +119,7 @@ def login(
     return grant
 
 
-def _count_failure(
-    session: Session,
-    actor: Actor,
-    policy: AuthPolicy,
-    user: User,
-    now: dt.datetime,
-    action: str = "auth.login_failed",
-) -> None:
-    user.failed_logins += 1
-    audit.record(
-        session,
-        _as_user(actor, user),
-        action,
-        entity_type="user",
-        entity_id=user.id,
-        subject=_subject(user),
-        after={"failed_logins": user.failed_logins},
-    )
-    if user.failed_logins >= policy.max_failed_logins:
-        user.locked_until = now + policy.lockout
-        user.failed_logins = 0
-        audit.record(
-            session,
-            _as_user(actor, user),
-            "auth.lockout",
-            entity_type="user",
-            entity_id=user.id,
-            subject=_subject(user),
-            after={"locked_until": user.locked_until.isoformat()},
-        )
-
-
-def _open_session(session: Session, policy: AuthPolicy, user: User) -> Grant:
+def open_session(session: Session, policy: AuthPolicy, user: User) -> Grant:
     now = utcnow()
     auth_session = AuthSession(
         id=uuid.uuid4(), user_id=user.id, expires_at=now + policy.refresh_ttl
@@ -200,7 +180,7 @@ def _revoke(
     auth_session.revoked_reason = reason
     audit.record(
         session,
-        _as_user(actor, user),
+        actor.as_account(user.id, user.role),
         f"auth.{reason}",
         entity_type="auth_session",
         entity_id=auth_session.id,
@@ -255,6 +235,13 @@ def activate(
     user = session.get(User, record.user_id)
     if user is None or not user.is_active:
         raise Unauthenticated("this account is disabled")
+    if user.activated:
+        # Codes are only issued to accounts without a password; one left over from
+        # before must not let anyone replace the holder's password.
+        raise Unauthenticated(
+            "this account is activated already: its holder resets a forgotten password "
+            "with POST /api/v1/auth/password-reset"
+        )
     claimed = session.execute(
         update(ActivationCode)
         .where(ActivationCode.id == record.id, ActivationCode.used_at.is_(None))
@@ -262,40 +249,94 @@ def activate(
     ).rowcount
     if claimed != 1:
         raise Unauthenticated("this activation code was already used")
-    user.password_hash = passwords.hash_password(password)
-    user.failed_logins = 0
-    user.locked_until = None
+    credentials.set_password(
+        session,
+        user,
+        password,
+        credentials.PasswordOrigin.ACTIVATION,
+        hold=policy.signature_hold,
+        now=now,
+    )
     user.last_login_at = now
     participant_id = session.scalars(
         select(Participant.id).where(Participant.user_id == user.id)
     ).first()
     audit.record(
         session,
-        _as_user(actor, user),
+        actor.as_account(user.id, user.role),
         "auth.activate",
         entity_type="user",
         entity_id=user.id,
         subject=audit.Subject(participant_id=participant_id, user_id=user.id),
     )
-    return _open_session(session, policy, user)
+    return open_session(session, policy, user)
 
 
 def reauthenticate(
-    session: Session, actor: Actor, policy: AuthPolicy, password: str, *, purpose: str
+    session: Session,
+    actor: Actor,
+    policy: AuthPolicy,
+    password: str,
+    *,
+    purpose: str,
+    address: str | None = None,
 ) -> User:
     """Re-establish the signer's identity (21 CFR 11.200: the token's identity plus the
-    password). Failures count towards the log-in lockout, so a stolen token cannot be
-    used to guess the password here instead."""
+    password). Failures count towards the log-in lockout of the same address, so a
+    stolen token cannot be used to guess the password here instead. The holder is
+    logged in already, so a lock is said plainly (429), not hidden."""
     user = session.get(User, actor.user_id)
     now = utcnow()
-    if user.locked_until and user.locked_until > now:
-        retry = int((user.locked_until - now).total_seconds()) + 1
+    until = lockout.locked_until(session, user, address, now)
+    if until:
         raise TooManyAttempts(
             "this account is locked after repeated failed passwords; try again later",
-            retry_after_seconds=retry,
+            retry_after_seconds=int((until - now).total_seconds()) + 1,
         )
     if not passwords.verify_password(user.password_hash, password):
-        _count_failure(session, actor, policy, user, now, action="auth.reauth_failed")
+        lockout.count_failure(
+            session, actor, policy.lockouts, user, address, action="auth.reauth_failed"
+        )
         raise Unauthenticated(f"the password is wrong: re-enter your own password to {purpose}")
-    user.failed_logins = 0
+    lockout.clear_address(session, user, address)
     return user
+
+
+def change_password(
+    session: Session,
+    actor: Actor,
+    policy: AuthPolicy,
+    *,
+    current_password: str,
+    new_password: str,
+    address: str | None = None,
+) -> Grant:
+    """The holder sets a new password with their current one. Every session of the
+    account ends, this one too (a taker logged in elsewhere is thrown out), and a new
+    one opens for the caller."""
+    user = reauthenticate(
+        session, actor, policy, current_password, purpose="change it", address=address
+    )
+    if passwords.verify_password(user.password_hash, new_password):
+        raise Invalid(
+            "same password",
+            errors={"new_password": ["choose a password other than the current one"]},
+        )
+    credentials.set_password(
+        session,
+        user,
+        new_password,
+        credentials.PasswordOrigin.CHANGE,
+        hold=policy.signature_hold,
+        now=utcnow(),
+    )
+    revoke_all_sessions(session, actor, user, "password_change")
+    audit.record(
+        session,
+        actor,
+        "auth.password_change",
+        entity_type="user",
+        entity_id=user.id,
+        subject=_subject(user),
+    )
+    return open_session(session, policy, user)

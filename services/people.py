@@ -102,7 +102,8 @@ def set_email(session: Session, user: User, raw: str | None) -> None:
     user.email, user.email_index = email, index
 
 
-def _set_phone(session: Session, user: User, raw: str | None, region: str | None) -> None:
+def set_phone(session: Session, user: User, raw: str | None, region: str | None) -> None:
+    """Store a phone as E.164 (national format read in `region`), with its blind index."""
     if raw is None:
         user.phone, user.phone_index = None, None
         return
@@ -141,8 +142,8 @@ def create_staff(session: Session, actor: Actor, data: NewStaff) -> tuple[User, 
         data.role != Role.NURSE or not set(data.site_ids) <= actor.site_ids
     ):
         raise Forbidden("coordinators create nurses of their own sites only")
-    sites = _sites_for(session, data)
-    studies = _studies_for(session, data)
+    sites = sites_for(session, data.role, data.site_ids)
+    studies = studies_for(session, data.role, data.study_ids)
     user = User(
         id=uuid.uuid4(),
         role=data.role.value,
@@ -153,7 +154,7 @@ def create_staff(session: Session, actor: Actor, data: NewStaff) -> tuple[User, 
         studies=studies,
     )
     set_email(session, user, data.email)
-    _set_phone(session, user, data.phone, None)
+    set_phone(session, user, data.phone, None)
     session.add(user)
     session.flush()
     audit.record(
@@ -168,28 +169,32 @@ def create_staff(session: Session, actor: Actor, data: NewStaff) -> tuple[User, 
     return user, issue_activation_code(session, user)
 
 
-def _sites_for(session: Session, data: NewStaff) -> list[Site]:
-    if data.role in (Role.COORDINATOR, Role.NURSE):
-        if not data.site_ids:
-            raise Invalid("site required", errors={"site_ids": [f"a {data.role} needs a site"]})
-    elif data.site_ids:
-        raise Invalid("no sites", errors={"site_ids": [f"a {data.role} has no site"]})
-    sites = list(session.scalars(select(Site).where(Site.id.in_(data.site_ids))))
-    if len(sites) != len(set(data.site_ids)):
+def sites_for(session: Session, role: Role, site_ids: list[uuid.UUID]) -> list[Site]:
+    """The sites a staff account of this role is given: coordinators and nurses need
+    one at least, other roles none (also when accounts.update_user changes them)."""
+    if role in (Role.COORDINATOR, Role.NURSE):
+        if not site_ids:
+            raise Invalid("site required", errors={"site_ids": [f"a {role} needs a site"]})
+    elif site_ids:
+        raise Invalid("no sites", errors={"site_ids": [f"a {role} has no site"]})
+    sites = list(session.scalars(select(Site).where(Site.id.in_(site_ids))))
+    if len(sites) != len(set(site_ids)):
         raise Invalid("unknown site", errors={"site_ids": ["one or more sites do not exist"]})
     return sites
 
 
-def _studies_for(session: Session, data: NewStaff) -> list[Study]:
-    if data.role == Role.MONITOR:
-        if not data.study_ids:
+def studies_for(session: Session, role: Role, study_ids: list[uuid.UUID]) -> list[Study]:
+    """The studies a staff account is given directly: only monitors have (and need) them;
+    coordinators and nurses reach their studies through their sites."""
+    if role == Role.MONITOR:
+        if not study_ids:
             raise Invalid("study required", errors={"study_ids": ["a monitor needs a study"]})
-    elif data.study_ids:
+    elif study_ids:
         raise Invalid(
             "no studies", errors={"study_ids": ["only monitors are given studies directly"]}
         )
-    studies = list(session.scalars(select(Study).where(Study.id.in_(data.study_ids))))
-    if len(studies) != len(set(data.study_ids)):
+    studies = list(session.scalars(select(Study).where(Study.id.in_(study_ids))))
+    if len(studies) != len(set(study_ids)):
         raise Invalid("unknown study", errors={"study_ids": ["one or more studies do not exist"]})
     return studies
 
@@ -263,7 +268,7 @@ def create_participant(
         timezone=timezone_name(data.timezone),
     )
     set_email(session, user, data.email)
-    _set_phone(session, user, data.phone, site.country)
+    set_phone(session, user, data.phone, site.country)
     _check_login_phone_free(session, user)
     session.add(user)
     participant = Participant(
@@ -342,7 +347,7 @@ def _apply_change(session: Session, participant: Participant, name: str, value: 
     elif name == "phone":
         if value is None:
             raise Invalid("phone required", errors={"phone": ["a participant needs a phone"]})
-        _set_phone(session, user, value, participant.site.country)
+        set_phone(session, user, value, participant.site.country)
     elif name == "full_name":
         user.full_name = person_name(value)
     elif name == "date_of_birth":
@@ -372,3 +377,18 @@ def reissue_activation_code(session: Session, actor: Actor, participant_id: uuid
         subject=participant_subject(participant),
     )
     return code
+
+
+def profile_scope(session: Session, user: User) -> dict[str, Any]:
+    """What an account reaches, as its profile shows it: the log-in and refresh answers
+    and GET /me give the same, so an app can trust whichever it read last."""
+    actor = actor_for(session, user, None)
+    scope: dict[str, Any] = {
+        "participant_id": actor.participant_id,
+        "site_ids": sorted(actor.site_ids, key=str),
+        "study_ids": sorted(actor.study_ids, key=str),
+    }
+    # A patient belongs to a site through their participation, not a membership.
+    if actor.participant_id and (participant := session.get(Participant, actor.participant_id)):
+        scope.update(site_ids=[participant.site_id], study_ids=[participant.study_id])
+    return scope

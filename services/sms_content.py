@@ -27,6 +27,9 @@ LOCALES = ("nl", "fr", "de", "en")
 FALLBACK_LOCALE = "en"
 ALLOWED_FROM = "08:00"
 ALLOWED_UNTIL = "21:00"
+# Codes the holder is waiting for at that moment: sent at once, outside the sending
+# hours and the daily cap that are there for reminders.
+ON_REQUEST = frozenset({"password_reset"})
 
 # {sender} is the study's sender name; {date} and {time} are the recipient's local
 # date and "HH:MM"; {contact} is the study's help contact.
@@ -40,6 +43,16 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "um Ihr Passwort festzulegen. Teilen Sie ihn mit niemandem.",
         "en": "{sender}: your activation code is {code}. Enter it in the app to choose your "
         "password. Do not share this code with anyone.",
+    },
+    "password_reset": {
+        "nl": "{sender}: uw code om een nieuw wachtwoord te kiezen is {code}. Niet gevraagd? "
+        "Bel uw studieteam. Deel deze code met niemand.",
+        "fr": "{sender}: votre code pour choisir un nouveau mot de passe est {code}. Pas "
+        "demandé? Appelez votre équipe. Ne le partagez avec personne.",
+        "de": "{sender}: Ihr Code für ein neues Passwort lautet {code}. Nicht angefordert? "
+        "Rufen Sie Ihr Studienteam an. Teilen Sie ihn mit niemandem.",
+        "en": "{sender}: your code to choose a new password is {code}. Did not ask for it? "
+        "Call your study team. Do not share this code with anyone.",
     },
     "visit_24h": {
         "nl": "{sender}: herinnering aan uw afspraak morgen, {date} om {time}. Lukt het "

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer
@@ -37,6 +37,7 @@ from services.models import (
     NurseProfile,
     Participant,
     ParticipantStatus,
+    PasswordResetCode,
     SmsMessage,
     SmsStatus,
     User,
@@ -182,6 +183,39 @@ def _plan(session: Session, rows: list[dict[str, Any]], *, compare_params: bool 
     return len(inserted)
 
 
+def _cancel_pending(session: Session, reason: str, *where: ColumnElement[bool]) -> int:
+    """Cancel the pending rows that match, saying why, and return how many: the outbox
+    then shows what will not go, rather than each row being skipped at its time."""
+    result = session.execute(
+        update(SmsMessage)
+        .where(SmsMessage.status == _PENDING, *where)
+        .values(status=SmsStatus.CANCELLED.value, status_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def cancel_participant_messages(session: Session, participant: Participant, reason: str) -> int:
+    """A withdrawal from the study or of contact, in its transaction: every pending SMS
+    of the participant is cancelled, reminders and account codes (activation, password
+    reset) alike, as someone who withdrew contact gets no SMS from the study at all.
+    Returns how many, for the withdrawal's audit event."""
+    return _cancel_pending(session, reason, SmsMessage.participant_id == participant.id)
+
+
+def cancel_instance_reminders(
+    session: Session, instance_ids: Sequence[uuid.UUID], reason: str
+) -> int:
+    """The pending reminders of ePRO instances that were cancelled (handed over to a
+    new version, their visit cancelled) go with them, so that an occasion planned
+    again never has two. Returns how many, for the caller's audit event."""
+    cancelled = 0
+    for chunk in _chunks(list(instance_ids)):
+        keys = [SmsMessage.dedupe_key.startswith(f"epro:{instance_id}:") for instance_id in chunk]
+        cancelled += _cancel_pending(session, reason, or_(*keys))
+    return cancelled
+
+
 # --- visits ------------------------------------------------------------------------------
 
 
@@ -190,15 +224,11 @@ def plan_visit_reminders(session: Session, visit: Visit) -> None:
     reminders of another time are cancelled, those of the booked time planned."""
     rows = _visit_rows(session, visit, utcnow())
     reason = "visit cancelled" if visit.status == VisitStatus.CANCELLED else "rescheduled"
-    session.execute(
-        update(SmsMessage)
-        .where(
-            SmsMessage.dedupe_key.startswith(f"visit:{visit.id}:"),
-            SmsMessage.dedupe_key.not_in([row["dedupe_key"] for row in rows]),
-            SmsMessage.status == _PENDING,
-        )
-        .values(status=SmsStatus.CANCELLED.value, status_reason=reason)
-        .execution_options(synchronize_session=False)
+    _cancel_pending(
+        session,
+        reason,
+        SmsMessage.dedupe_key.startswith(f"visit:{visit.id}:"),
+        SmsMessage.dedupe_key.not_in([row["dedupe_key"] for row in rows]),
     )
     _insert_new(session, rows)
 
@@ -256,6 +286,23 @@ def plan_activation_sms(session: Session, user: User, code: str) -> None:
         template="activation_code",
         params={"code": code},
         relevance={"participant_id": str(participant.id), "activation_code_id": str(code_id)},
+        due_at=utcnow(),
+    )
+    _insert_new(session, [row])
+
+
+def plan_reset_sms(session: Session, user: User, code_id: uuid.UUID, code: str) -> None:
+    """A password reset code, due now, to the phone on file: staff accounts too. A
+    patient's carries their participation, so withdrawal and "no contact" hold it."""
+    participant = session.scalars(select(Participant).where(Participant.user_id == user.id)).first()
+    row = _row(
+        key=f"password-reset:{user.id}:{code_id}",
+        user_id=user.id,
+        participant_id=participant.id if participant else None,
+        study_id=participant.study_id if participant else None,
+        template="password_reset",
+        params={"code": code},
+        relevance={"password_reset_code_id": str(code_id)},
         due_at=utcnow(),
     )
     _insert_new(session, [row])
@@ -509,6 +556,17 @@ def _activation_problem(
     return None
 
 
+def _reset_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
+    code = session.get(PasswordResetCode, uuid.UUID(relevance["password_reset_code_id"]))
+    if code.used_at is not None:
+        return "reset code already used"
+    if code.revoked_at is not None:
+        return "reset code replaced by a newer one"
+    if code.expires_at <= now:
+        return "reset code expired"
+    return None
+
+
 def _nurse_list_problem(
     session: Session, relevance: dict[str, Any], _now: dt.datetime
 ) -> str | None:
@@ -534,6 +592,7 @@ _CHECKS: dict[str, Callable[[Session, dict[str, Any], dt.datetime], str | None]]
     "epro_closing": _instance_problem,
     "reconsent_pending": _reconsent_problem,
     "activation_code": _activation_problem,
+    "password_reset": _reset_problem,
     "nurse_next_day": _nurse_list_problem,
 }
 

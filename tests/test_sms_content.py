@@ -59,6 +59,7 @@ def utc(*args: int) -> dt.datetime:
 def test_every_template_exists_in_every_language_with_the_same_parameters():
     assert set(TEMPLATES) == {
         "activation_code",
+        "password_reset",
         "visit_24h",
         "visit_morning",
         "nurse_next_day",

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app
+from flask import current_app, g, request
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt
 
@@ -14,8 +14,8 @@ from api.auth import auth_policy, current_actor, mint_tokens
 from api.db import db_session
 from api.limits import login_rate_limited
 from api.openapi import Blueprint, documents_errors, protected
-from api.resources.schemas import UserSchema
-from services import identity
+from api.resources.schemas import MeSchema, With
+from services import identity, password_reset, people
 from services.actor import Actor
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Log-in and tokens")
@@ -38,21 +38,37 @@ class ActivateSchema(ma.Schema):
     password = ma.fields.String(required=True, load_only=True)
 
 
+class ResetRequestSchema(ma.Schema):
+    email = ma.fields.String(load_default=None)
+    phone = ma.fields.String(load_default=None)
+
+    _one_identifier = LoginSchema._one_identifier
+
+
+class ResetConfirmSchema(ma.Schema):
+    code = ma.fields.String(required=True, validate=ma.validate.Length(1, 64))
+    password = ma.fields.String(required=True, load_only=True)
+
+
+class PasswordChangeSchema(ma.Schema):
+    current_password = ma.fields.String(required=True, load_only=True)
+    new_password = ma.fields.String(required=True, load_only=True)
+
+
 class TokenPairSchema(ma.Schema):
     access_token = ma.fields.String()
     refresh_token = ma.fields.String()
     token_type = ma.fields.String()
     expires_in = ma.fields.Integer(metadata={"description": "access token lifetime, seconds"})
-    user = ma.fields.Nested(UserSchema)
+    user = ma.fields.Nested(MeSchema, metadata={"description": "the same as GET /me"})
 
 
 def _tokens(grant: identity.Grant) -> dict[str, Any]:
-    return mint_tokens(grant, current_app.config["DCT_ACCESS_TOKEN_MINUTES"])
+    tokens = mint_tokens(grant, current_app.config["DCT_ACCESS_TOKEN_MINUTES"])
+    return {**tokens, "user": With(grant.user, people.profile_scope(db_session(), grant.user))}
 
 
 def _anonymous() -> Actor:
-    from flask import g
-
     return Actor.system(g.get("request_id"))
 
 
@@ -66,8 +82,10 @@ class Login(MethodView):
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Log in with email (or, for a patient without one, phone) and password.
 
-        Five failed attempts lock the account for a while (429 with Retry-After);
-        each client address is also rate-limited.
+        An unknown account, a disabled one and one locked from this address all
+        answer 401 exactly like a wrong password. Five failed attempts from one
+        address lock the account there for a while (silently: the answer stays the
+        same), never from everywhere; each client address is also rate-limited.
         """
         grant = identity.login(
             db_session(),
@@ -76,6 +94,7 @@ class Login(MethodView):
             email=body["email"],
             phone=body["phone"],
             password=body["password"],
+            address=request.remote_addr,
         )
         return _tokens(grant)
 
@@ -122,3 +141,64 @@ class Logout(MethodView):
         """End this log-in: its access and refresh tokens stop working at once."""
         actor = current_actor()
         identity.logout(db_session(), actor, uuid.UUID(get_jwt()["sid"]))
+
+
+@blp.route("/password-reset")
+class PasswordReset(MethodView):
+    decorators = (login_rate_limited,)
+
+    @blp.arguments(ResetRequestSchema)
+    @blp.response(202)
+    @documents_errors(blp, 429)
+    def post(self, body: dict[str, Any]) -> None:
+        """Ask for a password reset code: it goes by SMS to the account's phone on file.
+
+        Always 202, whether or not the account exists, so the answer tells nobody
+        who has an account. The code is never in any answer; it is valid for 30
+        minutes and replaces any earlier one.
+        """
+        password_reset.request_reset(
+            db_session(), _anonymous(), auth_policy(), email=body["email"], phone=body["phone"]
+        )
+
+
+@blp.route("/password-reset/confirm")
+class PasswordResetConfirm(MethodView):
+    decorators = (login_rate_limited,)
+
+    @blp.arguments(ResetConfirmSchema)
+    @blp.response(200, TokenPairSchema)
+    @documents_errors(blp, 401, 429)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Choose a new password with the reset code, and log in.
+
+        Every earlier session of the account ends (its access and refresh tokens
+        answer 401 from now on).
+        """
+        grant = password_reset.confirm_reset(
+            db_session(), _anonymous(), auth_policy(), code=body["code"], password=body["password"]
+        )
+        return _tokens(grant)
+
+
+@blp.route("/password")
+class PasswordChange(MethodView):
+    @protected(blp, 429)
+    @blp.arguments(PasswordChangeSchema)
+    @blp.response(200, TokenPairSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Change your password with your current one.
+
+        Every session of the account ends, this one included; the answer is a new
+        token pair for this device. A wrong current password counts towards the
+        lock-out like a failed log-in.
+        """
+        grant = identity.change_password(
+            db_session(),
+            current_actor(),
+            auth_policy(),
+            current_password=body["current_password"],
+            new_password=body["new_password"],
+            address=request.remote_addr,
+        )
+        return _tokens(grant)

@@ -13,6 +13,17 @@ from consent.models import ConsentStatus
 from services.access import sees_identity
 
 
+def credential_note_field() -> ma.fields.String:
+    """Part of the manifestation wherever it is shown (21 CFR 11.50, 11.300)."""
+    return ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "set when the signer's password came from a staff-issued code "
+            "shortly before signing (21 CFR 11.300)"
+        },
+    )
+
+
 class ConsentRecordSchema(EntitySchema):
     id = ma.fields.UUID()
     participant_id = ma.fields.UUID()
@@ -46,6 +57,7 @@ class ListedSignatureSchema(EntitySchema):
     signed_at = UtcDateTime()
     document_version = ma.fields.Integer()
     document_sha256 = ma.fields.String()
+    credential_note = credential_note_field()
     intact = ma.fields.Boolean(
         metadata={"description": "false when the stored manifestation fails verification"}
     )

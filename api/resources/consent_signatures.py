@@ -16,7 +16,7 @@ from api.auth import auth_policy, current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
-from api.resources.consent_schemas import ConsentWithSignaturesSchema
+from api.resources.consent_schemas import ConsentWithSignaturesSchema, credential_note_field
 from api.resources.participants import ParticipantSchema
 from api.resources.schemas import EntitySchema, With
 from consent import discussions, records, signing
@@ -157,6 +157,7 @@ class SignatureManifestationSchema(EntitySchema):
     meaning = ma.fields.String()
     signed_at = UtcDateTime()
     clause_choices = ma.fields.Dict(allow_none=True)
+    credential_note = credential_note_field()
     consent_status = ma.fields.String(
         attribute="consent.status",
         metadata={"description": "the consent's status after this signature"},

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import marshmallow as ma
 
@@ -28,6 +29,21 @@ class EntitySchema(ma.Schema):
                 return obj.extra[attr]
             obj = obj.entity
         return super().get_attribute(obj, attr, default)
+
+
+class UpdateSchema(ma.Schema):
+    """A PATCH body. `FIXED` names the fields that never change, with why: sending one
+    answers 422 saying so, rather than marshmallow's bare "Unknown field."."""
+
+    FIXED: ClassVar[Mapping[str, str]] = {}
+
+    @ma.pre_load
+    def _refuse_fixed(self, data: Any, **_kwargs: Any) -> Any:
+        if isinstance(data, Mapping):
+            sent = {name: [why] for name, why in self.FIXED.items() if name in data}
+            if sent:
+                raise ma.ValidationError(sent)
+        return data
 
 
 class SiteSchema(ma.Schema):
@@ -55,3 +71,9 @@ class UserSchema(EntitySchema):
     study_ids = ma.fields.List(ma.fields.UUID())
     activated = ma.fields.Boolean()
     created_at = UtcDateTime()
+
+
+class MeSchema(UserSchema):
+    """The caller's own account with its scope: GET /me and the user of a token pair."""
+
+    participant_id = ma.fields.UUID(allow_none=True)

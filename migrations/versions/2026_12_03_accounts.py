@@ -68,10 +68,13 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("contact_changed_by_staff_at", sa.DateTime(timezone=True), nullable=True)
         )
+        # Lock-outs moved to login_lockouts (per account and client address).
+        batch_op.drop_column("locked_until")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
         batch_op.drop_column("contact_changed_by_staff_at")
         batch_op.drop_column("password_set_via")
         batch_op.drop_column("password_set_at")

@@ -58,7 +58,6 @@ class User(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     is_active: Mapped[bool] = mapped_column(default=True)
     failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     # How the current password came to be (activation, self_reset, staff_reset, change)
     # and when: a signature shortly after a staff-influenced one is held (consent.signing).

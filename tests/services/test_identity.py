@@ -15,7 +15,7 @@ from services.activation import issue_activation_code
 from services.actor import Actor, Role
 from services.db import utcnow
 from services.errors import Invalid, TooManyAttempts, Unauthenticated
-from services.models import ActivationCode, AuthSession
+from services.models import ActivationCode, AuthSession, LoginLockout
 from tests.factories import ADMIN, PASSWORD, make_participant, make_site, make_staff, make_study
 
 ANONYMOUS = Actor.system("test")
@@ -61,19 +61,35 @@ def test_malformed_phone_is_invalid_not_unauthenticated(db):
         log_in(db, phone="not a phone")
 
 
-def test_lockout_lasts_the_configured_time(db):
+def test_lockout_lasts_the_configured_time_and_answers_like_a_wrong_password(db):
     admin = make_staff(db, Role.ADMIN)
     policy = identity.AuthPolicy(max_failed_logins=3, lockout=dt.timedelta(minutes=2))
     for _ in range(3):
         with pytest.raises(Unauthenticated):
-            log_in(db, policy, email=admin.email, password="wrong password")
+            log_in(db, policy, email=admin.email, password="wrong password", address="198.51.100.7")
+
+    with pytest.raises(Unauthenticated) as locked:
+        log_in(db, policy, email=admin.email, address="198.51.100.7")
+
+    assert str(locked.value) == identity.BAD_CREDENTIALS
+    (row,) = db.scalars(select(LoginLockout).where(LoginLockout.user_id == admin.id))
+    assert dt.timedelta(minutes=1) < row.locked_until - utcnow() <= dt.timedelta(minutes=2)
+    # The same account from another address is not locked.
+    assert log_in(db, policy, email=admin.email, address="192.0.2.1").user.id == admin.id
+
+
+def test_signing_reauthentication_says_plainly_that_the_address_is_locked(db):
+    admin = make_staff(db, Role.ADMIN)
+    policy = identity.AuthPolicy(max_failed_logins=2)
+    actor = Actor(user_id=admin.id, role=Role.ADMIN)
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            identity.reauthenticate(db, actor, policy, "wrong", purpose="sign", address="x")
 
     with pytest.raises(TooManyAttempts) as locked:
-        log_in(db, policy, email=admin.email)
+        identity.reauthenticate(db, actor, policy, PASSWORD, purpose="sign", address="x")
 
-    assert 0 < locked.value.retry_after_seconds <= 120
-    assert admin.locked_until is not None
-    assert admin.locked_until - utcnow() <= dt.timedelta(minutes=2)
+    assert 0 < locked.value.retry_after_seconds <= 15 * 60
 
 
 def test_refresh_token_used_twice_revokes_its_family(db):
@@ -112,8 +128,9 @@ def test_refresh_never_outlives_the_session(db):
 def test_disabled_account_cannot_refresh_or_activate(db):
     admin = make_staff(db, Role.ADMIN)
     grant = log_in(db, email=admin.email)
-    code = issue_activation_code(db, admin)
-    admin.is_active = False
+    newcomer = make_staff(db, Role.ADMIN, activated=False)
+    code = issue_activation_code(db, newcomer)
+    admin.is_active = newcomer.is_active = False
 
     with pytest.raises(Unauthenticated):
         identity.refresh(db, ANONYMOUS, POLICY, grant.refresh_jti)
