@@ -55,6 +55,16 @@ class PasswordChangeSchema(ma.Schema):
     new_password = ma.fields.String(required=True, load_only=True)
 
 
+class ResetAcceptedSchema(ma.Schema):
+    detail = ma.fields.String()
+
+
+RESET_ACCEPTED = {
+    "detail": "If an account matches, a reset code is on its way to the account's phone. "
+    "It is valid for a limited time; confirm it at /api/v1/auth/password-reset/confirm."
+}
+
+
 class TokenPairSchema(ma.Schema):
     access_token = ma.fields.String()
     refresh_token = ma.fields.String()
@@ -148,9 +158,9 @@ class PasswordReset(MethodView):
     decorators = (login_rate_limited,)
 
     @blp.arguments(ResetRequestSchema)
-    @blp.response(202)
+    @blp.response(202, ResetAcceptedSchema)
     @documents_errors(blp, 429)
-    def post(self, body: dict[str, Any]) -> None:
+    def post(self, body: dict[str, Any]) -> dict[str, str]:
         """Ask for a password reset code: it goes by SMS to the account's phone on file.
 
         Always 202, whether or not the account exists, so the answer tells nobody
@@ -160,6 +170,7 @@ class PasswordReset(MethodView):
         password_reset.request_reset(
             db_session(), _anonymous(), auth_policy(), email=body["email"], phone=body["phone"]
         )
+        return RESET_ACCEPTED
 
 
 @blp.route("/password-reset/confirm")
