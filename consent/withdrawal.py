@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from consent.models import Consent, ConsentStatus
 from consent.records import get_consent
-from services import audit, epro_plan, identity, visits
+from services import audit, epro_plan, identity, sms_rules, visits
 from services.access import require_role
 from services.actor import Actor, Role
 from services.db import utcnow
@@ -89,6 +89,12 @@ def withdraw(
         _withdraw_clause(consent, request.scope.removeprefix("clause:"), now)
     else:
         raise Invalid("scope", errors={"scope": ["use all, contact or clause:<code>"]})
+    # The dispatcher would refuse them at sending anyway; cancelled now, the outbox the
+    # coordinator sees says at once that nothing more goes to this participant.
+    sms_cancelled = 0
+    if request.scope in ("all", "contact"):
+        reason = "consent withdrawn" if request.scope == "all" else "contact withdrawn"
+        sms_cancelled = sms_rules.cancel_participant_messages(session, participant, reason)
     session.flush()
     audit.record(
         session,
@@ -104,6 +110,7 @@ def withdraw(
             "withdrawn_clauses": dict(consent.withdrawn_clauses),
             "contact_allowed": participant.contact_allowed,
             "participant_status": participant.status,
+            "sms_cancelled": sms_cancelled,
         },
         reason=request.reason,
     )

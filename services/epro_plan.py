@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Select, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from services import audit
+from services import audit, sms_rules
 from services.access import require_role
 from services.actor import Actor, Role
 from services.consent_gate import require_current_consent
@@ -45,6 +45,8 @@ from services.people import participant_subject
 
 DEFAULT_GRACE = dt.timedelta(hours=24)
 _SCHEDULED = InstanceStatus.SCHEDULED.value
+# Slots per IN: far below SQLite's and PostgreSQL's bound-parameter limits.
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -170,26 +172,29 @@ def plan_participant(session: Session, actor: Actor, participant: Participant) -
 
 def plan_published(session: Session, actor: Actor, questionnaire: Questionnaire) -> int:
     """A newly published version takes over from the next window that opens: the
-    previous version keeps its open windows and loses the later ones."""
+    previous version keeps its open windows and loses the later ones, with their
+    pending reminders. An occasion the previous version still covers (a window open
+    now, or answered today when the new window opens later) is not asked again, so no
+    occasion has two instances, nor two reminders of a kind."""
     now = utcnow()
     older = select(Questionnaire.id).where(
         Questionnaire.study_id == questionnaire.study_id,
         Questionnaire.code == questionnaire.code,
         Questionnaire.id != questionnaire.id,
     )
-    handed_over = session.execute(
+    reason = f"replaced by version {questionnaire.version}"
+    handed_over = session.scalars(
         update(EproInstance)
         .where(
             EproInstance.questionnaire_id.in_(older),
             EproInstance.status == _SCHEDULED,
             EproInstance.opens_at > now,
         )
-        .values(
-            status=InstanceStatus.CANCELLED.value,
-            cancel_reason=f"replaced by version {questionnaire.version}",
-        )
+        .values(status=InstanceStatus.CANCELLED.value, cancel_reason=reason)
+        .returning(EproInstance.id)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).all()
+    reminders_cancelled = sms_rules.cancel_instance_reminders(session, handed_over, reason)
     participants = list(
         session.scalars(
             select(Participant)
@@ -201,11 +206,13 @@ def plan_published(session: Session, actor: Actor, questionnaire: Questionnaire)
         )
     )
     visits = _visits_by_code(session, [p.id for p in participants])
-    rows = []
+    candidates = []
     for participant in participants:
-        rows.extend(
+        candidates.extend(
             _rows(participant, questionnaire, visits[participant.id], lambda opens, _c: opens > now)
         )
+    covered = _covered_occasions(session, older, candidates)
+    rows = [row for row in candidates if (row["participant_id"], row["slot"]) not in covered]
     if rows:
         session.execute(insert(EproInstance), rows)
     audit.record(
@@ -219,10 +226,31 @@ def plan_published(session: Session, actor: Actor, questionnaire: Questionnaire)
             "version": questionnaire.version,
             "participants": len(participants),
             "instances": len(rows),
-            "previous_version_instances_cancelled": handed_over,
+            "previous_version_instances_cancelled": len(handed_over),
+            "previous_version_reminders_cancelled": reminders_cancelled,
+            "occasions_kept_by_previous_version": len(candidates) - len(rows),
         },
     )
     return len(rows)
+
+
+def _covered_occasions(
+    session: Session, older: Select[tuple[uuid.UUID]], rows: list[dict]
+) -> set[tuple[uuid.UUID, str]]:
+    """(participant, slot) of the planned rows that an older version of the code still
+    covers with an instance that was not cancelled: open, answered, or missed."""
+    slots = sorted({row["slot"] for row in rows})
+    covered: set[tuple[uuid.UUID, str]] = set()
+    for start in range(0, len(slots), _CHUNK):
+        found = session.execute(
+            select(EproInstance.participant_id, EproInstance.slot).where(
+                EproInstance.questionnaire_id.in_(older),
+                EproInstance.status != InstanceStatus.CANCELLED.value,
+                EproInstance.slot.in_(slots[start : start + _CHUNK]),
+            )
+        )
+        covered.update((participant_id, slot) for participant_id, slot in found)
+    return covered
 
 
 def cancel_future(session: Session, actor: Actor, participant: Participant, reason: str) -> int:
@@ -261,11 +289,13 @@ def follow_visit(session: Session, actor: Actor, visit: Visit) -> None:
         return
     participant = session.get(Participant, visit.participant_id)
     zone = ZoneInfo(participant.user.timezone)
+    cancelled = []
     for instance in instances:
         before = _window_snapshot(instance)
         if visit.status == VisitStatus.CANCELLED:
             instance.status = InstanceStatus.CANCELLED.value
             instance.cancel_reason = "visit cancelled"
+            cancelled.append(instance.id)
         else:
             questionnaire = session.get(Questionnaire, instance.questionnaire_id)
             offset = dt.timedelta(days=questionnaire.schedule.get("offset_days", 0))
@@ -286,6 +316,8 @@ def follow_visit(session: Session, actor: Actor, visit: Visit) -> None:
                 after=after,
             )
     session.flush()
+    # A moved window's reminders follow it when the plan job runs next.
+    sms_rules.cancel_instance_reminders(session, cancelled, "visit cancelled")
 
 
 def _window_snapshot(instance: EproInstance) -> dict[str, str]:

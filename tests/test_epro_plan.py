@@ -5,6 +5,8 @@ and listed as due."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections import Counter
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,10 +14,18 @@ from sqlalchemy import select
 
 from scheduling import housekeeping
 from scheduling.runner import job_specs, run_job
-from services import epro_plan
+from services import epro_definitions, epro_plan, sms_rules
 from services.actor import Actor
 from services.db import utcnow
-from services.models import EproInstance, InstanceStatus, QuestionnaireStatus, Visit
+from services.models import (
+    EproInstance,
+    InstanceStatus,
+    Questionnaire,
+    QuestionnaireStatus,
+    SmsMessage,
+    SmsStatus,
+    Visit,
+)
 from tests.checks import assert_problem, audit_events
 from tests.conftest import joined_sessions
 from tests.epro_factories import make_instance, make_questionnaire
@@ -182,6 +192,7 @@ def test_a_visit_questionnaire_moves_with_the_booking_and_goes_with_a_cancellati
     assert instance.local_date == booked_day
     assert local(instance.opens_at) == f"{booked_day} 08:00"
     assert audit_events(db, "epro.instance.follow_visit", instance.id)
+    sms_rules.plan_due(db, SYSTEM, instance.opens_at - dt.timedelta(hours=1))
 
     response = client.post(
         f"/api/v1/visits/{v2.id}/cancel",
@@ -191,6 +202,11 @@ def test_a_visit_questionnaire_moves_with_the_booking_and_goes_with_a_cancellati
     assert response.status_code == 200, response.get_json()
     db.expire_all()
     assert (instance.status, instance.cancel_reason) == ("cancelled", "visit cancelled")
+    reminders = db.scalars(
+        select(SmsMessage).where(SmsMessage.dedupe_key.startswith(f"epro:{instance.id}:"))
+    ).all()
+    assert reminders  # its reminders go with it, not only skipped at their time
+    assert {(m.status, m.status_reason) for m in reminders} == {("cancelled", "visit cancelled")}
 
 
 # --- a new version hands over ---------------------------------------------------------------
@@ -216,6 +232,85 @@ def test_publishing_a_new_version_takes_over_from_the_next_window(db, world):
     new_rows = [i for i in rows if i.questionnaire_id == new.id]
     assert len(new_rows) == planned == len(future_old)
     assert all(i.opens_at > utcnow() for i in new_rows)
+
+
+# Noon in Brussels on day 5: today's daytime window is open, tomorrow's opens within 24 hours.
+NOON = dt.datetime(2027, 3, 20, 11, 0, tzinfo=dt.UTC)
+DAYTIME = {"opens": "08:00", "closes": "20:00"}
+
+
+def pending_epro_reminders(db) -> Counter[tuple]:
+    """Pending ePRO reminders by participant, occasion (code and slot) and template."""
+    db.expire_all()
+    rows = db.scalars(
+        select(SmsMessage).where(
+            SmsMessage.status == SmsStatus.PENDING.value,
+            SmsMessage.template.in_(["epro_open", "epro_closing"]),
+        )
+    )
+    found: Counter[tuple] = Counter()
+    for row in rows:
+        instance = db.get(EproInstance, uuid.UUID(row.relevance["instance_id"]))
+        code = db.get(Questionnaire, instance.questionnaire_id).code
+        found[instance.participant_id, code, instance.slot, row.template] += 1
+    return found
+
+
+@pytest.mark.parametrize(
+    "window", [DAYTIME, {"opens": "14:00", "closes": "22:00"}], ids=["same", "opening-later"]
+)
+def test_publishing_a_new_version_leaves_one_pending_reminder_per_occasion(
+    db, world, monkeypatch, window
+):
+    """The handed-over instances' reminders are cancelled with them; an occasion the old
+    version still has open (today's) is not planned again by the new one, even when the
+    new window would open later today."""
+    monkeypatch.setattr(epro_plan, "utcnow", lambda: NOON)
+    monkeypatch.setattr(sms_rules, "utcnow", lambda: NOON)
+    old = make_questionnaire(db, world.study, world.coordinator_a, schedule=daily(0, 10, DAYTIME))
+    enrolled_with_visits(db, world, baseline=dt.date(2027, 3, 15))
+    assert sms_rules.plan_due(db, SYSTEM, NOON) == 4  # today's and tomorrow's, open and closing
+    draft = make_questionnaire(
+        db,
+        world.study,
+        world.coordinator_a,
+        published=False,
+        version="2.0",
+        schedule=daily(0, 10, window),
+    )
+
+    epro_definitions.publish(db, coordinator_actor(db, world.coordinator_a), draft.id)
+    sms_rules.plan_due(db, SYSTEM, NOON)
+
+    pending = pending_epro_reminders(db)
+    assert pending and max(pending.values()) == 1
+    participant = world.patient_a.participant.id
+    # The new version's 14:00 window of tomorrow is beyond the 24 hours ahead.
+    expected = {"2027-03-20", "2027-03-21"} if window == DAYTIME else {"2027-03-20"}
+    assert {slot for (_p, _c, slot, _t) in pending} == expected
+    today, tomorrow = (
+        db.scalars(
+            select(EproInstance).where(
+                EproInstance.participant_id == participant, EproInstance.slot == slot
+            )
+        ).all()
+        for slot in ("2027-03-20", "2027-03-21")
+    )
+    assert [(i.questionnaire_id, i.status) for i in today] == [(old.id, "scheduled")]
+    assert {(i.questionnaire_id, i.status) for i in tomorrow} == {
+        (old.id, "cancelled"),
+        (draft.id, "scheduled"),
+    }
+    handed_over = next(i for i in tomorrow if i.questionnaire_id == old.id)
+    replaced = db.scalars(
+        select(SmsMessage).where(SmsMessage.dedupe_key.startswith(f"epro:{handed_over.id}:"))
+    ).all()
+    assert {(m.status, m.status_reason) for m in replaced} == {
+        ("cancelled", "replaced by version 2.0")
+    }
+    (event,) = audit_events(db, "epro.plan", draft.id)
+    assert event.after["previous_version_reminders_cancelled"] == 2
+    assert event.after["occasions_kept_by_previous_version"] == (window != DAYTIME)
 
 
 # --- withdrawal and the missed job ---------------------------------------------------------

@@ -234,9 +234,7 @@ def test_a_visit_changed_after_planning_is_no_longer_relevant(db, world, d14, mo
     assert sms_rules.still_relevant(db, morning) == "visit time has passed"
 
 
-def test_a_day_before_reminder_deferred_into_the_visit_day_is_not_sent(
-    db, world, d14, monkeypatch
-):
+def test_a_day_before_reminder_deferred_into_the_visit_day_is_not_sent(db, world, d14, monkeypatch):
     """It says "tomorrow": pushed past midnight by quiet hours or the cap, it would be
     wrong, and the morning reminder covers the day."""
     book(db, world, d14, at(MONDAY, "10:00"))
@@ -251,7 +249,9 @@ def test_a_day_before_reminder_deferred_into_the_visit_day_is_not_sent(
 def test_a_withdrawal_after_planning_stops_every_reminder_of_the_participant(db, world, d14):
     book(db, world, d14, at(MONDAY, "10:00"))
     withdraw_from_study(db, world.patient_a, world.coordinator_a)
-    rows = of_visit(db, d14, SmsStatus.PENDING)
+    rows = of_visit(db, d14)
+    assert {(row.status, row.status_reason) for row in rows} == {("cancelled", "consent withdrawn")}
+    # Still refused by the check at sending, should one have been claimed already.
     assert [sms_rules.still_relevant(db, row) for row in rows] == ["participant withdrawn"] * 2
 
     world.patient_b.participant.contact_allowed = False

@@ -5,15 +5,18 @@ is deleted or changed."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent import signing
 from consent.models import Consent, ConsentSignature, SignerRole
 from services import consent_gate, enrolment, people
+from services.db import utcnow
 from services.errors import Conflict
-from services.models import AuditEvent, Participant
+from services.models import AuditEvent, Participant, SmsMessage, SmsStatus
 from tests.checks import assert_problem, audit_events, count
 from tests.factories import (
     PASSWORD,
@@ -174,6 +177,60 @@ def test_withdrawing_contact_stops_contact_only(client, db, world, consent):
     status, clauses, contact_at, _, _, p_consent, contact = state(db, consent)
     assert (status, clauses, p_consent, contact) == ("complete", {}, "complete", False)
     assert contact_at is not None
+
+
+def planned_sms(db: Session, patient, template: str, status: SmsStatus) -> SmsMessage:
+    """An outbox row of the patient's, as planning (or sending) would have left it."""
+    due = utcnow() + dt.timedelta(hours=2)
+    message = SmsMessage(
+        dedupe_key=f"test:{uuid.uuid4()}",
+        user_id=patient.user.id,
+        participant_id=patient.participant.id,
+        study_id=patient.participant.study_id,
+        template=template,
+        params="{}",
+        relevance={"participant_id": str(patient.participant.id)},
+        due_at=due,
+        next_attempt_at=due,
+        status=status.value,
+    )
+    db.add(message)
+    db.flush()
+    return message
+
+
+def outbox_of(db: Session, patient) -> dict[str, tuple[str, str | None]]:
+    db.expire_all()
+    rows = db.scalars(select(SmsMessage).where(SmsMessage.participant_id == patient.participant.id))
+    return {row.template: (row.status, row.status_reason) for row in rows}
+
+
+@pytest.mark.parametrize(
+    ("scope", "reason"), [("all", "consent withdrawn"), ("contact", "contact withdrawn")]
+)
+def test_withdrawal_cancels_every_pending_sms_of_the_participant_at_once(
+    client, db, world, consent, scope, reason
+):
+    """Not only skipped when each one's time comes: account codes too, since someone
+    who withdrew contact gets no SMS from the study; what was sent stays as it was."""
+    planned_sms(db, world.patient_a, "epro_open", SmsStatus.PENDING)
+    planned_sms(db, world.patient_a, "password_reset", SmsStatus.PENDING)
+    planned_sms(db, world.patient_a, "visit_24h", SmsStatus.SENT)
+    others_before = outbox_of(db, world.patient_b)
+    assert outbox_of(db, world.patient_a)["activation_code"][0] == "pending"
+
+    response = withdraw(client, consent, as_patient(client, world), scope=scope, password=PASSWORD)
+
+    assert response.status_code == 200, response.get_json()
+    assert outbox_of(db, world.patient_a) == {
+        "activation_code": ("cancelled", reason),
+        "epro_open": ("cancelled", reason),
+        "password_reset": ("cancelled", reason),
+        "visit_24h": ("sent", None),
+    }
+    assert outbox_of(db, world.patient_b) == others_before
+    (event,) = audit_events(db, "consent.withdraw", consent.id)
+    assert event.after["sms_cancelled"] == 3
 
 
 def test_after_leaving_the_study_contact_can_still_be_withdrawn(client, db, world, consent):
