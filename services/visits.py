@@ -5,6 +5,8 @@ booking is refused with the reason (409) when it leaves the window (unless an
 override reason is given: then it is booked and recorded as a protocol deviation),
 leaves the nurse's working hours, falls in their time off, or overlaps another visit
 of the nurse (with the travel buffer after home visits) or of the participant.
+Check-in is held to the booking the same way: from a margin before the booked start
+to the end of the window, otherwise 409 unless an override reason records a deviation.
 Bookings of one nurse are serialised by a row lock on the nurse's profile, and on
 PostgreSQL an exclusion constraint makes the database itself refuse an overlap.
 """
@@ -39,6 +41,9 @@ from services.models import (
 from services.people import participant_subject
 
 DEFAULT_TRAVEL_BUFFER = dt.timedelta(minutes=30)
+DEFAULT_CHECK_IN_MARGIN = dt.timedelta(minutes=60)
+# Check-in and check-out record when they happened; a phone clock this far ahead passes.
+CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 _BUSY = [status.value for status in BUSY_STATUSES]
 # Not yet done: cancelled by a withdrawal, missed when the window closes.
 _OPEN = [VisitStatus.PLANNED.value, VisitStatus.SCHEDULED.value, VisitStatus.CONFIRMED.value]
@@ -270,7 +275,6 @@ def book(
         until,
     )
     visit.status = VisitStatus.SCHEDULED.value
-    visit.deviation_reason = deviation or visit.deviation_reason
     visit.confirmed_at = None
     try:
         with session.begin_nested():
@@ -281,19 +285,73 @@ def book(
     epro_plan.follow_visit(session, actor, visit)
     sms_rules.plan_visit_reminders(session, visit)
     if deviation:
-        _record(
-            session,
-            actor,
-            "visit.protocol_deviation",
-            visit,
-            reason=deviation,
-            after={
-                "window_start": visit.window_start.isoformat(),
-                "window_end": visit.window_end.isoformat(),
-                "booked_day": local_day.isoformat(),
-            },
-        )
+        _record_deviation(session, actor, visit, deviation, booked_day=local_day.isoformat())
     return visit
+
+
+def _record_deviation(
+    session: Session, actor: Actor, visit: Visit, reason: str, **facts: str
+) -> None:
+    """A protocol deviation, whatever caused it (booking outside the window, checking in
+    outside the booking): its reason on the visit, and one audit action to find them by."""
+    visit.deviation_reason = reason
+    _record(
+        session,
+        actor,
+        "visit.protocol_deviation",
+        visit,
+        reason=reason,
+        after={
+            "window_start": visit.window_start.isoformat(),
+            "window_end": visit.window_end.isoformat(),
+            **facts,
+        },
+    )
+
+
+def _check_in_times(
+    visit: Visit, zone: ZoneInfo, margin: dt.timedelta
+) -> tuple[dt.datetime, dt.datetime, dt.date]:
+    """When check-in opens (the margin before the booked start: a nurse may be early),
+    when it closes and which local day that ends: the window's last day, or the booked
+    day of a visit booked past its window (a deviation recorded at booking)."""
+    last_day = max(visit.window_end, visit.start_at.astimezone(zone).date())
+    midnight = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
+    return visit.start_at - margin, midnight.astimezone(dt.UTC), last_day
+
+
+def _check_in_deviation(
+    visit: Visit,
+    zone: ZoneInfo,
+    at: dt.datetime,
+    margin: dt.timedelta,
+    override_reason: str | None,
+) -> dict[str, str] | None:
+    """None for a check-in in its time; else 409 saying when check-in opens or that the
+    window closed, unless an override reason is given: then what the deviation records.
+    Without this a visit could be done, and counted as done, days before its time."""
+    opens, closes, last_day = _check_in_times(visit, zone, margin)
+    if opens <= at < closes:
+        return None
+    if not override_reason:
+        if at < opens:
+            minutes = int(margin.total_seconds() // 60)
+            when = f"check-in opens at {_utc(opens)}, {minutes} minutes before the booked start"
+        else:
+            when = (
+                f"the visit window closed at {_utc(closes)}, the end of {last_day} in the "
+                "participant's time zone"
+            )
+        raise Conflict(f"{when}; give an override_reason to check in as a protocol deviation")
+    return {
+        "checked_in_at": at.isoformat(),
+        "check_in_opens": opens.isoformat(),
+        "check_in_closes": closes.isoformat(),
+    }
+
+
+def _utc(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def transition(
@@ -307,9 +365,13 @@ def transition(
     completed_procedures: list[str] | None = None,
     notes: str | None = None,
     reason: str | None = None,
+    override_reason: str | None = None,
+    check_in_margin: dt.timedelta = DEFAULT_CHECK_IN_MARGIN,
 ) -> Visit:
     """confirm (patient), check-in and check-out (the assigned nurse), missed and
-    cancel (coordinator)."""
+    cancel (coordinator). `at` (check-in, check-out) is when it happened, for a phone
+    that syncs later; never ahead of the clock. Check-in outside its time needs an
+    `override_reason` and records a protocol deviation."""
     allowed = {
         VisitStatus.CONFIRMED: (Role.PATIENT,),
         VisitStatus.IN_PROGRESS: (Role.NURSE,),
@@ -323,10 +385,15 @@ def transition(
     if status in (VisitStatus.CONFIRMED, VisitStatus.IN_PROGRESS):
         require_current_consent(session.get(Participant, visit.participant_id))
     before = _snapshot(visit)
+    if at is not None and at > utcnow() + CLOCK_TOLERANCE:
+        raise Invalid("at", errors={"at": ["cannot be in the future: it is when it happened"]})
     now = at or utcnow()
+    deviation = None
     if status == VisitStatus.CONFIRMED:
         visit.confirmed_at = now
     elif status == VisitStatus.IN_PROGRESS:
+        zone = ZoneInfo(session.get(Participant, visit.participant_id).user.timezone)
+        deviation = _check_in_deviation(visit, zone, now, check_in_margin, override_reason)
         visit.checked_in_at, visit.check_in_location = now, location
     elif status == VisitStatus.COMPLETED:
         unknown = sorted(set(completed_procedures or []) - set(visit.procedures))
@@ -345,6 +412,8 @@ def transition(
     visit.status = status.value
     session.flush()
     _record(session, actor, f"visit.{status.value}", visit, before=before, reason=reason)
+    if deviation and override_reason:
+        _record_deviation(session, actor, visit, override_reason, **deviation)
     if status == VisitStatus.CANCELLED:
         epro_plan.follow_visit(session, actor, visit)
         sms_rules.plan_visit_reminders(session, visit)

@@ -412,7 +412,11 @@ def booked(client: FlaskClient, db: Session, world: World, questionnaire: Questi
 
 
 def test_a_nurse_enters_answers_during_the_visit(client, db, world, auth, booked, instance):
-    check_in = client.post(f"/api/v1/visits/{booked.id}/check-in", headers=auth("nurse_a"))
+    check_in = client.post(
+        f"/api/v1/visits/{booked.id}/check-in",
+        json={"at": "2026-03-16T08:00:00Z"},  # when it was booked: check-in is held to it
+        headers=auth("nurse_a"),
+    )
     assert check_in.status_code == 200, check_in.get_json()
 
     response = submit(client, auth("nurse_a"), submission(instance))

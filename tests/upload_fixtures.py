@@ -23,7 +23,8 @@ def checked_in(client: FlaskClient, db: Session, world: World, planned: list[Vis
     booked = book_via_api(client, world.coordinator_a, first, world.nurse_a, start)
     assert booked.status_code == 200, booked.get_json()
     nurse = headers_for(client, world.nurse_a)
-    check_in = client.post(f"/api/v1/visits/{first.id}/check-in", headers=nurse)
+    at_the_door = {"at": start.isoformat()}  # check-in is held to the booked time
+    check_in = client.post(f"/api/v1/visits/{first.id}/check-in", json=at_the_door, headers=nurse)
     assert check_in.status_code == 200, check_in.get_json()
     return first
 

@@ -122,8 +122,24 @@ class VisitScheduleSchema(ma.Schema):
 
 
 class VisitCheckInSchema(ma.Schema):
-    at = UtcDateTime(load_default=None, metadata={"description": "default: now"})
+    at = UtcDateTime(
+        load_default=None, metadata={"description": "when it happened (not ahead); default: now"}
+    )
     location = ma.fields.String(load_default=None, validate=ma.validate.Length(max=500))
+    override_reason = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(1, 1000),
+        metadata={
+            "description": "checks in outside its time (from DCT_CHECK_IN_MARGIN_MINUTES "
+            "before the booked start to the window's end), recorded as a protocol deviation"
+        },
+    )
+
+    @ma.validates("override_reason")
+    def _given(self, value: str | None, **_kwargs: Any) -> None:
+        """A blank reason would record a deviation nobody can explain."""
+        if value is not None and not value.strip():
+            raise ma.ValidationError("give a reason, or leave override_reason out")
 
 
 class VisitCheckOutSchema(ma.Schema):
@@ -187,9 +203,22 @@ class VisitCheckIn(MethodView):
     @blp.arguments(VisitCheckInSchema)
     @blp.response(200, VisitSchema)
     def post(self, body: dict[str, Any], visit_id: uuid.UUID) -> Visit:
-        """The assigned nurse starts the visit: in_progress."""
+        """The assigned nurse starts the visit: in_progress.
+
+        Allowed from `DCT_CHECK_IN_MARGIN_MINUTES` (default 60) before the booked start
+        to the end of the visit's window in the participant's zone; otherwise 409 with
+        when check-in opens or that the window closed, unless `override_reason` is
+        given: then it checks in and records a protocol deviation. An `at` ahead of
+        the server's clock is 422.
+        """
+        margin = dt.timedelta(minutes=current_app.config["DCT_CHECK_IN_MARGIN_MINUTES"])
         return visits.transition(
-            db_session(), current_actor(), visit_id, VisitStatus.IN_PROGRESS, **body
+            db_session(),
+            current_actor(),
+            visit_id,
+            VisitStatus.IN_PROGRESS,
+            check_in_margin=margin,
+            **body,
         )
 
 

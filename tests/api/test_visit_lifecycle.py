@@ -31,6 +31,8 @@ from tests.factories import (
 from tests.visit_factories import enrolled_with_visits, make_nurse_ready
 
 START, END = "2026-03-16T09:00:00+01:00", "2026-03-16T10:00:00+01:00"
+# When the nurse rings at the door of the visit booked at START.
+AT_THE_DOOR = "2026-03-16T08:55:00+01:00"
 
 
 def post(client: FlaskClient, user: User, visit: Visit, action: str, **body: Any) -> TestResponse:
@@ -66,7 +68,7 @@ def confirmed(client: FlaskClient, world: World, scheduled: Visit) -> Visit:
 
 @pytest.fixture
 def in_progress(client: FlaskClient, world: World, confirmed: Visit) -> Visit:
-    assert post(client, world.nurse_a, confirmed, "check-in").status_code == 200
+    assert post(client, world.nurse_a, confirmed, "check-in", at=AT_THE_DOOR).status_code == 200
     return confirmed
 
 
@@ -127,7 +129,7 @@ def test_a_visit_goes_from_planned_to_completed(client, db, world, planned):
 
 
 def test_the_nurse_may_check_in_without_the_patients_confirmation(client, world, scheduled):
-    response = post(client, world.nurse_a, scheduled, "check-in")
+    response = post(client, world.nurse_a, scheduled, "check-in", at=AT_THE_DOOR)
 
     assert response.status_code == 200
     assert response.get_json()["status"] == "in_progress"
@@ -317,6 +319,135 @@ def test_a_cancelled_visit_cannot_be_confirmed(client, db, world, scheduled):
 
     assert_problem(response, 409)
     assert status_of(db, scheduled) == "cancelled"
+
+
+# --- when a check-in is allowed --------------------------------------------------------
+
+# START is 08:00Z, so check-in opens at 07:00Z (DCT_CHECK_IN_MARGIN_MINUTES, 60); V1's
+# window is 16 March alone, which ends at midnight in Brussels, 23:00Z.
+OPENS = dt.datetime(2026, 3, 16, 7, tzinfo=dt.UTC)
+CLOSES = dt.datetime(2026, 3, 16, 23, tzinfo=dt.UTC)
+MINUTE = dt.timedelta(minutes=1)
+DAYS_EARLY = dt.datetime(2026, 3, 13, 9, tzinfo=dt.UTC)
+
+
+def check_in(client: FlaskClient, world: World, visit: Visit, at: dt.datetime, **body: Any):
+    return post(client, world.nurse_a, visit, "check-in", at=at.isoformat(), **body)
+
+
+@pytest.mark.parametrize("at", [OPENS, OPENS + MINUTE, CLOSES - MINUTE])
+def test_check_in_is_open_from_the_margin_before_the_start_to_the_windows_end(
+    client, db, world, scheduled, at
+):
+    response = check_in(client, world, scheduled, at)
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["status"] == "in_progress"
+    assert response.get_json()["deviation_reason"] is None
+    assert audit_events(db, "visit.protocol_deviation", scheduled.id) == []
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (OPENS - MINUTE, "check-in opens at 2026-03-16T07:00:00Z, 60 minutes before"),
+        (DAYS_EARLY, "check-in opens at 2026-03-16T07:00:00Z, 60 minutes before"),
+        (CLOSES, "the visit window closed at 2026-03-16T23:00:00Z"),
+        (CLOSES + dt.timedelta(days=2), "the visit window closed at 2026-03-16T23:00:00Z"),
+    ],
+)
+def test_check_in_outside_those_times_is_409_and_changes_nothing(
+    client, db, world, scheduled, at, expected
+):
+    response = check_in(client, world, scheduled, at)
+
+    detail = assert_problem(response, 409)["detail"]
+    assert expected in detail
+    assert "override_reason" in detail and "protocol deviation" in detail
+    assert status_of(db, scheduled) == "scheduled"
+    assert audit_events(db, "visit.in_progress", scheduled.id) == []
+
+
+def test_check_in_now_long_after_the_window_is_409(client, db, world, scheduled):
+    """Without `at` the check-in is now, months after March 2026."""
+    response = post(client, world.nurse_a, scheduled, "check-in")
+
+    assert "window closed" in assert_problem(response, 409)["detail"]
+    assert status_of(db, scheduled) == "scheduled"
+
+
+def test_an_override_reason_checks_in_early_as_a_recorded_deviation(client, db, world, scheduled):
+    reason = "participant leaves for hospital on the 16th"
+
+    started = check_in(client, world, scheduled, DAYS_EARLY, override_reason=reason)
+    done = post(
+        client,
+        world.nurse_a,
+        scheduled,
+        "check-out",
+        at="2026-03-13T10:50:00+01:00",
+        completed_procedures=["vitals"],
+    )
+
+    assert started.status_code == 200, started.get_json()
+    assert started.get_json()["deviation_reason"] == reason
+    assert started.get_json()["checked_in_at"] == "2026-03-13T09:00:00Z"
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["status"] == "completed"
+    (event,) = audit_events(db, "visit.protocol_deviation", scheduled.id)
+    assert event.reason == reason
+    assert event.actor_role == "nurse"
+    assert event.after["checked_in_at"] == DAYS_EARLY.isoformat()
+    assert event.after["check_in_opens"] == OPENS.isoformat()
+    assert (event.after["window_start"], event.after["window_end"]) == ("2026-03-16",) * 2
+    (started_event,) = audit_events(db, "visit.in_progress", scheduled.id)
+    assert started_event.before["status"] == "scheduled"
+
+
+def test_an_override_reason_inside_the_times_records_no_deviation(client, db, world, scheduled):
+    response = check_in(client, world, scheduled, OPENS, override_reason="not needed")
+
+    assert response.status_code == 200
+    assert response.get_json()["deviation_reason"] is None
+    assert audit_events(db, "visit.protocol_deviation", scheduled.id) == []
+
+
+def test_the_check_in_margin_is_a_setting(make_app, db, world, scheduled):
+    two_hours = make_app(DCT_CHECK_IN_MARGIN_MINUTES=120).test_client()
+    opens = OPENS - dt.timedelta(hours=1)
+
+    too_early = check_in(two_hours, world, scheduled, opens - MINUTE)
+    in_time = check_in(two_hours, world, scheduled, opens)
+
+    assert "opens at 2026-03-16T06:00:00Z, 120 minutes" in assert_problem(too_early, 409)["detail"]
+    assert in_time.status_code == 200, in_time.get_json()
+
+
+@pytest.mark.parametrize("override", ["", "   ", 42, ["a reason"], "x" * 1001])
+def test_a_bad_override_reason_is_422_and_changes_nothing(client, db, world, scheduled, override):
+    response = check_in(client, world, scheduled, DAYS_EARLY, override_reason=override)
+
+    errors = assert_problem(response, 422)["errors"]["override_reason"]
+    assert errors != ["Unknown field."]  # a field of check-in, and this value is refused
+    assert status_of(db, scheduled) == "scheduled"
+    assert db.get(Visit, scheduled.id).deviation_reason is None
+    assert audit_events(db, "visit.in_progress", scheduled.id) == []
+    assert audit_events(db, "visit.protocol_deviation", scheduled.id) == []
+
+
+@pytest.mark.parametrize("action", ["check-in", "check-out"])
+def test_a_check_in_or_out_in_the_future_is_422(client, db, world, scheduled, action):
+    """`at` records when it happened (a phone syncing later); a time ahead of the
+    server's clock would let a visit be checked in before its time."""
+    if action == "check-out":
+        assert check_in(client, world, scheduled, OPENS).status_code == 200
+    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    body = {"completed_procedures": []} if action == "check-out" else {}
+
+    response = post(client, world.nurse_a, scheduled, action, at=ahead.isoformat(), **body)
+
+    assert "at" in assert_problem(response, 422)["errors"]
+    assert status_of(db, scheduled) == ("in_progress" if action == "check-out" else "scheduled")
 
 
 # --- reading one visit -----------------------------------------------------------------
