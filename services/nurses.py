@@ -152,8 +152,13 @@ def delegation_problem(
     session: Session, nurse: User, study_id: uuid.UUID, site_id: uuid.UUID, on: dt.date
 ) -> str | None:
     """Why this nurse may not do this study's visits on that day, or None."""
-    if nurse.role != Role.NURSE.value or not nurse.is_active:
-        return "this account is not an active nurse"
+    if nurse.role != Role.NURSE.value:
+        return "this account is not a nurse"
+    if not nurse.is_active:
+        return (
+            "this nurse's account is deactivated: book another nurse (GET /users/{id} "
+            "lists the visits still booked with this nurse)"
+        )
     if site_id not in nurse.site_ids:
         return "this nurse does not serve the participant's site"
     delegation = session.scalars(
