@@ -1,4 +1,4 @@
-"""Studies and their sites."""
+"""Studies and their sites: created and changed by admins, read by staff."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
-from api.resources.schemas import SiteSchema
+from api.resources.schemas import SiteSchema, UpdateSchema
 from services import studies
 from services.access import get_visible, visible_sites, visible_studies
 from services.models import Site, Study
 
-blp = Blueprint("studies", __name__, url_prefix="/api/v1/studies", description="Studies and sites")
+blp = Blueprint("studies", __name__, url_prefix="/api/v1", description="Studies and sites")
 
 
 class StudySchema(ma.Schema):
@@ -30,7 +30,32 @@ class StudySchema(ma.Schema):
     created_at = UtcDateTime(dump_only=True)
 
 
-@blp.route("")
+class StudyUpdateSchema(UpdateSchema):
+    """The fields sent change; the code stays."""
+
+    FIXED = studies.STUDY_FIXED
+
+    title = ma.fields.String(validate=ma.validate.Length(1, 300))
+    languages = ma.fields.List(
+        ma.fields.String(),
+        metadata={
+            "description": "the full new list: languages may be added; one still used by an "
+            "approved consent document or a participant cannot be removed (409)"
+        },
+    )
+    default_timezone = ma.fields.String()
+
+
+class SiteUpdateSchema(UpdateSchema):
+    """The fields sent change; code and country stay."""
+
+    FIXED = studies.SITE_FIXED
+
+    name = ma.fields.String(validate=ma.validate.Length(1, 300))
+    timezone = ma.fields.String()
+
+
+@blp.route("/studies")
 class Studies(MethodView):
     @protected(blp, 403, 409)
     @blp.arguments(StudySchema)
@@ -48,7 +73,7 @@ class Studies(MethodView):
         return QueryResults(db_session(), query)
 
 
-@blp.route("/<uuid:study_id>")
+@blp.route("/studies/<uuid:study_id>")
 class StudyItem(MethodView):
     @protected(blp, 403, 404)
     @blp.response(200, StudySchema)
@@ -56,8 +81,20 @@ class StudyItem(MethodView):
         """One study."""
         return get_visible(db_session(), visible_studies(current_actor()), study_id, "study")
 
+    @protected(blp, 403, 404, 409)
+    @blp.arguments(StudyUpdateSchema)
+    @blp.response(200, StudySchema)
+    def patch(self, body: dict[str, Any], study_id: uuid.UUID) -> Study:
+        """Change a study's title, languages or default time zone (admin).
 
-@blp.route("/<uuid:study_id>/sites")
+        The code never changes (422). Adding a language is always allowed; removing
+        one answers 409 naming it and what uses it while an approved consent document
+        is in it or a participant has it as their language. Audited with before/after.
+        """
+        return studies.update_study(db_session(), current_actor(), study_id, body)
+
+
+@blp.route("/studies/<uuid:study_id>/sites")
 class Sites(MethodView):
     @protected(blp, 403, 404, 409)
     @blp.arguments(SiteSchema)
@@ -76,3 +113,21 @@ class Sites(MethodView):
         get_visible(session, visible_studies(actor), study_id, "study")
         query = visible_sites(actor).where(Site.study_id == study_id).order_by(Site.code)
         return QueryResults(session, query)
+
+
+@blp.route("/sites/<uuid:site_id>")
+class SiteItem(MethodView):
+    @protected(blp, 403, 404)
+    @blp.response(200, SiteSchema)
+    def get(self, site_id: uuid.UUID) -> Site:
+        """One site the caller works at (admins and monitors: every site of their studies)."""
+        return get_visible(db_session(), visible_sites(current_actor()), site_id, "site")
+
+    @protected(blp, 403, 404)
+    @blp.arguments(SiteUpdateSchema)
+    @blp.response(200, SiteSchema)
+    def patch(self, body: dict[str, Any], site_id: uuid.UUID) -> Site:
+        """Change a site's name or time zone (admin). Code and country never change
+        (422): subject codes are built from the code, and the site's phones were read
+        in its country. Audited with before/after."""
+        return studies.update_site(db_session(), current_actor(), site_id, body)
