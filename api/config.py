@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "DCT_TUS_EXPIRY_HOURS": 24,
     "DCT_SCHEDULER_ENABLED": True,
     "DCT_SMS_GATEWAY": "console",
+    "DCT_CONSOLE_SMS_INBOX": str(ROOT / "instance" / "console-sms.txt"),
     "TWILIO_ACCOUNT_SID": "",
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_MESSAGING_SERVICE_SID": "",

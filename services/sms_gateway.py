@@ -14,10 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import requests
@@ -123,10 +125,17 @@ class SmsGateway(Protocol):
 
 
 class ConsoleGateway:
-    """The development gateway: a log line instead of an SMS, every send a success."""
+    """The development gateway: a log line instead of an SMS, every send a success.
+
+    With an inbox file, each text is also appended there: the developer's stand-in for
+    the phone, where an activation or reset code can be read (never the log, which
+    goes elsewhere). Production refuses this gateway."""
 
     name = "console"
     timeout_seconds = 0.0
+
+    def __init__(self, inbox: Path | None = None) -> None:
+        self.inbox = inbox
 
     def send(self, to: str, body: str, message_id: uuid.UUID) -> SendResult:
         log.info(
@@ -135,6 +144,12 @@ class ConsoleGateway:
             len(body),
             sms_content.segments(body),
         )
+        if self.inbox is not None:
+            self.inbox.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.inbox, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(descriptor, "a", encoding="utf-8") as inbox:
+                stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                inbox.write(f"{stamp} to ...{to[-4:]}: {body}\n")
         return SendResult(sid=f"CONSOLE-{uuid.uuid4().hex}", status=SmsStatus.SENT.value)
 
     def find_sent(self, to: str, body: str, since: dt.datetime) -> list[SendResult]:
@@ -299,4 +314,5 @@ def make_gateway(settings: Mapping[str, Any]) -> SmsGateway:
     """DCT_SMS_GATEWAY picks it; config.load has already checked Twilio's settings."""
     if settings["DCT_SMS_GATEWAY"] == "twilio":
         return TwilioGateway.from_settings(settings)
-    return ConsoleGateway()
+    inbox = settings.get("DCT_CONSOLE_SMS_INBOX")
+    return ConsoleGateway(Path(inbox) if inbox else None)

@@ -61,6 +61,7 @@ def app_settings(database_url: str, **extra: object) -> dict[str, object]:
         "DCT_LOG_LEVEL": "WARNING",
         "DCT_UPLOAD_DIR": UPLOAD_DIR,
         "DCT_SCHEDULER_ENABLED": False,
+        "DCT_CONSOLE_SMS_INBOX": "",  # no developer inbox: the tests read the outbox
         **extra,
     }
 

@@ -99,12 +99,20 @@ CONTRACT = {
     ("get", "/api/v1/participants/{}/notifications"),
     ("post", "/api/v1/webhooks/twilio/status"),
     ("post", "/api/v1/webhooks/twilio/inbound"),
+    # Accounts
+    ("post", "/api/v1/auth/password"),
+    ("post", "/api/v1/auth/password-reset"),
+    ("post", "/api/v1/auth/password-reset/confirm"),
+    ("post", "/api/v1/participants/{}/password-reset"),
+    ("post", "/api/v1/users/{}/password-reset"),
 }
 PUBLIC = {
     "/healthz",
     "/readyz",
     "/api/v1/auth/login",
     "/api/v1/auth/activate",
+    "/api/v1/auth/password-reset",  # the holder has no password: the code is the credential
+    "/api/v1/auth/password-reset/confirm",
     "/api/v1/me/visits.ics",  # the calendar feed: its token is the credential
     "/api/v1/webhooks/twilio/status",  # Twilio's signature is the credential
     "/api/v1/webhooks/twilio/inbound",

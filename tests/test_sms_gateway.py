@@ -241,6 +241,21 @@ def test_console_gateway_logs_the_message_id_and_size_only():
     assert ConsoleGateway().find_sent(TO, BODY, dt.datetime.now(dt.UTC)) == []
 
 
+def test_the_console_inbox_holds_the_text_the_log_never_shows(tmp_path):
+    inbox = tmp_path / "sms" / "console-sms.txt"
+    gateway = make_gateway({"DCT_SMS_GATEWAY": "console", "DCT_CONSOLE_SMS_INBOX": str(inbox)})
+
+    with captured_logs("INFO") as logs:
+        gateway.send(TO, BODY, uuid.uuid4())
+        gateway.send(TO, "second text", uuid.uuid4())
+
+    lines = inbox.read_text().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == [BODY, "second text"]
+    assert TO not in inbox.read_text()
+    assert BODY not in logs.getvalue()
+    assert inbox.stat().st_mode & 0o777 == 0o600
+
+
 def test_console_is_the_default_gateway():
     assert isinstance(make_gateway({"DCT_SMS_GATEWAY": "console"}), ConsoleGateway)
 

@@ -18,7 +18,7 @@ from werkzeug.test import TestResponse
 
 from consent.models import Consent, ConsentDiscussion, ConsentDocument, ConsentSignature
 from services.actor import Role
-from services.models import Participant, User
+from services.models import AuditEvent, Participant, User
 from tests.checks import assert_problem, audit_events, count
 from tests.factories import (
     PASSWORD,
@@ -71,7 +71,8 @@ def sign(
 
 
 def discuss(client: FlaskClient, coordinator: User, patient: Patient, **changes) -> TestResponse:
-    body = {"mode": "in_person", "held_at": "2026-01-15T10:00:00+01:00", **changes}
+    """Held now (after the participant's registration) unless `held_at` says otherwise."""
+    body = {"mode": "in_person", "held_at": dt.datetime.now(dt.UTC).isoformat(), **changes}
     return client.post(
         f"/api/v1/participants/{patient.participant.id}/consent-discussions",
         json=body,
@@ -109,14 +110,25 @@ def discussed(db: Session, world: World) -> None:
 # --- consent discussions -------------------------------------------------------------
 
 
-def test_coordinator_records_the_consent_discussion(client, db, world):
-    response = discuss(client, world.coordinator_a, world.patient_a, notes="Questions answered")
+def registered_at(db: Session, patient: Patient) -> dt.datetime:
+    return participant_row(db, patient).created_at
 
-    assert response.status_code == 201
+
+def test_coordinator_records_the_consent_discussion(client, db, world):
+    held = (registered_at(db, world.patient_a) + dt.timedelta(minutes=1)).replace(microsecond=0)
+    response = discuss(
+        client,
+        world.coordinator_a,
+        world.patient_a,
+        held_at=held.astimezone(dt.timezone(dt.timedelta(hours=1))).isoformat(),
+        notes="Questions answered",
+    )
+
+    assert response.status_code == 201, response.get_json()
     body = response.get_json()
     assert body["participant_id"] == str(world.patient_a.participant.id)
     assert body["mode"] == "in_person"
-    assert body["held_at"] == "2026-01-15T09:00:00Z"
+    assert body["held_at"] == held.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert body["notes"] == "Questions answered"
     assert body["participant_can_read"] is True
     assert (body["with_lar"], body["with_witness"]) == (False, False)
@@ -158,6 +170,59 @@ def test_an_invalid_discussion_is_422_and_not_stored(client, db, world, change, 
 
     assert field in assert_problem(response, 422)["errors"]
     assert count(db, ConsentDiscussion) == 0
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        lambda registered: dt.datetime(1990, 1, 15, 10, tzinfo=dt.UTC),
+        lambda registered: registered - dt.timedelta(minutes=1),
+    ],
+    ids=["1990", "a minute before registration"],
+)
+def test_a_discussion_before_the_participants_registration_is_422(client, db, world, when):
+    held = when(registered_at(db, world.patient_a))
+
+    response = discuss(client, world.coordinator_a, world.patient_a, held_at=held.isoformat())
+
+    (message,) = assert_problem(response, 422)["errors"]["held_at"]
+    assert "before the participant's registration" in message
+    assert count(db, ConsentDiscussion) == 0
+    assert count_events(db, "consent.discussion") == 0
+
+
+def test_a_discussion_in_the_future_is_422(client, db, world):
+    """The server's clock with a few minutes' tolerance for the coordinator's."""
+    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
+
+    response = discuss(client, world.coordinator_a, world.patient_a, held_at=ahead.isoformat())
+
+    (message,) = assert_problem(response, 422)["errors"]["held_at"]
+    assert "future" in message
+    assert count(db, ConsentDiscussion) == 0
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        lambda registered: registered,
+        lambda registered: registered + dt.timedelta(minutes=1),
+        lambda registered: dt.datetime.now(dt.UTC) + dt.timedelta(minutes=4),
+    ],
+    ids=["at registration", "a minute after registration", "a clock 4 minutes ahead"],
+)
+def test_a_discussion_between_registration_and_now_is_recorded(client, db, world, when):
+    held = when(registered_at(db, world.patient_a))
+
+    response = discuss(client, world.coordinator_a, world.patient_a, held_at=held.isoformat())
+
+    assert response.status_code == 201, response.get_json()
+    assert dt.datetime.fromisoformat(response.get_json()["held_at"]) == held
+    assert count_events(db, "consent.discussion") == 1
+
+
+def count_events(db: Session, action: str) -> int:
+    return len(db.scalars(select(AuditEvent.id).where(AuditEvent.action == action)).all())
 
 
 @pytest.mark.parametrize("who", ["nurse_a", "monitor", "admin", "patient"])
@@ -615,4 +680,5 @@ def test_wrong_signing_passwords_lock_the_account_like_failed_log_ins(
     login = client.post(
         "/api/v1/auth/login", json={"email": patient.user.email, "password": PASSWORD}
     )
-    assert_problem(login, 429)
+    # Log-in from the same address is locked too, silently (answered like a wrong password).
+    assert_problem(login, 401)
