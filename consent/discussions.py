@@ -21,6 +21,8 @@ from services.validation import person_name
 
 # Belgian eICF guidance: the information interview is held in person or by video.
 NO_PHONE_COUNTRIES = frozenset({"BE"})
+# A coordinator's clock this far ahead of the server's still records a discussion just held.
+CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,7 @@ def record(
             f"sites in {site.country} hold the consent discussion in person or by video, "
             "not by phone"
         )
-    if data.held_at > utcnow() + dt.timedelta(minutes=5):
-        raise Invalid("held_at", errors={"held_at": ["a discussion cannot be in the future"]})
+    _check_held_at(data.held_at, participant)
     if not data.participant_can_read and not data.witness_name:
         raise Invalid(
             "witness needed",
@@ -82,6 +83,28 @@ def record(
         },
     )
     return discussion
+
+
+def _check_held_at(held_at: dt.datetime, participant: Participant) -> None:
+    """Between the participant's registration and now: signatures rest on the latest
+    discussion, and one dated before the study knew the participant (or ahead) cannot
+    have taken place as recorded."""
+    if held_at > utcnow() + CLOCK_TOLERANCE:
+        raise Invalid(
+            "held_at is in the future",
+            errors={"held_at": ["a discussion cannot be in the future"]},
+        )
+    registered = participant.created_at
+    if held_at < registered:
+        raise Invalid(
+            "held_at is before the participant's registration",
+            errors={
+                "held_at": [
+                    "a discussion cannot be before the participant's registration "
+                    f"({registered.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ})"
+                ]
+            },
+        )
 
 
 def latest(session: Session, participant: Participant) -> ConsentDiscussion | None:

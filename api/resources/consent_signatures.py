@@ -48,7 +48,10 @@ class ConsentDiscussionCreateSchema(ma.Schema):
         validate=ma.validate.OneOf(["in_person", "video", "phone"]),
         metadata={"description": "in_person, video, or phone (refused for Belgian sites)"},
     )
-    held_at = UtcDateTime(required=True)
+    held_at = UtcDateTime(
+        required=True,
+        metadata={"description": "between the participant's registration and now, else 422"},
+    )
     notes = ma.fields.String(load_default=None, validate=ma.validate.Length(max=5000))
     participant_can_read = ma.fields.Boolean(
         load_default=True,
