@@ -220,10 +220,11 @@ def cancel_instance_reminders(
 
 
 def plan_visit_reminders(session: Session, visit: Visit) -> None:
-    """After a booking, a rebooking or a cancellation, in its transaction: the pending
-    reminders of another time are cancelled, those of the booked time planned."""
+    """After a booking, a rebooking, a cancellation or a completion, in its transaction:
+    the pending reminders of another time (or of a visit no longer to come) are
+    cancelled, those of the booked time planned."""
     rows = _visit_rows(session, visit, utcnow())
-    reason = "visit cancelled" if visit.status == VisitStatus.CANCELLED else "rescheduled"
+    reason = _VISIT_OVER.get(visit.status, "rescheduled")
     _cancel_pending(
         session,
         reason,
@@ -231,6 +232,13 @@ def plan_visit_reminders(session: Session, visit: Visit) -> None:
         SmsMessage.dedupe_key.not_in([row["dedupe_key"] for row in rows]),
     )
     _insert_new(session, rows)
+
+
+# Why a visit's pending reminders are cancelled when it is no longer to come.
+_VISIT_OVER = {
+    VisitStatus.CANCELLED.value: "visit cancelled",
+    VisitStatus.COMPLETED.value: "visit completed",
+}
 
 
 def _visit_rows(session: Session, visit: Visit, now: dt.datetime) -> list[dict[str, Any]]:

@@ -416,6 +416,8 @@ def transition(
         _record_deviation(session, actor, visit, override_reason, **deviation)
     if status == VisitStatus.CANCELLED:
         epro_plan.follow_visit(session, actor, visit)
+    if status in (VisitStatus.CANCELLED, VisitStatus.COMPLETED):
+        # A visit done early must not be announced afterwards as still to come.
         sms_rules.plan_visit_reminders(session, visit)
     return visit
 

@@ -44,7 +44,7 @@ from services.sms_gateway import (
 from services.sms_settings import DEFAULT_SENDER_NAME
 from tests.checks import audit_events, captured_logs
 from tests.conftest import AppFactory, joined_sessions
-from tests.factories import Patient, World
+from tests.factories import Patient, World, headers_for
 from tests.fake_twilio import FakeTwilio, twilio_settings
 from tests.visit_factories import coordinator_actor, enrolled_with_visits, make_nurse_ready
 
@@ -399,6 +399,33 @@ def test_a_visit_cancelled_after_planning_sends_nothing(
     assert {(m.status, m.status_reason) for m in visit_reminders(db, visit)} == {
         ("cancelled", "visit cancelled")
     }
+
+
+def test_a_visit_completed_early_cancels_its_reminders_and_sends_none(
+    client, db, sessions, gateway, settings, fake_twilio, world, patient
+):
+    """Done days before its time (a deviation the nurse gave a reason for), the visit
+    must not be announced afterwards as still to come."""
+    visit = booked_visit(db, world)
+    nurse = headers_for(client, world.nurse_a)
+    early = {"override_reason": "participant admitted to hospital on the booked day"}
+    started = client.post(f"/api/v1/visits/{visit.id}/check-in", json=early, headers=nurse)
+    assert started.status_code == 200, started.get_json()
+    assert {m.status for m in visit_reminders(db, visit)} == {"pending"}
+
+    done = client.post(
+        f"/api/v1/visits/{visit.id}/check-out",
+        json={"completed_procedures": ["vitals"]},
+        headers=nurse,
+    )
+
+    assert done.status_code == 200, done.get_json()
+    reminders = visit_reminders(db, visit)
+    assert [m.template for m in reminders] == ["visit_24h", "visit_morning"]
+    assert {(m.status, m.status_reason) for m in reminders} == {("cancelled", "visit completed")}
+    for reminder in reminders:
+        assert send_round(sessions, gateway, settings, reminder.due_at) == 0
+    assert fake_twilio.requests == []
 
 
 def test_a_visit_cancelled_while_its_reminder_is_claimed_is_skipped_at_sending(
