@@ -116,4 +116,5 @@ def auth_policy() -> identity.AuthPolicy:
         alert_ceiling=settings["DCT_LOGIN_ALERT_CEILING"],
         reset_validity=dt.timedelta(minutes=settings["DCT_RESET_CODE_MINUTES"]),
         signature_hold=dt.timedelta(hours=settings["DCT_SIGNATURE_HOLD_HOURS"]),
+        email_delivery=settings["DCT_EMAIL_GATEWAY"] != "none",
     )

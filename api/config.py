@@ -52,6 +52,16 @@ DEFAULTS: dict[str, Any] = {
     "DCT_SCHEDULER_ENABLED": True,
     "DCT_SMS_GATEWAY": "console",
     "DCT_CONSOLE_SMS_INBOX": str(ROOT / "instance" / "console-sms.txt"),
+    "DCT_EMAIL_GATEWAY": "console",
+    "DCT_CONSOLE_MAIL_INBOX": str(ROOT / "instance" / "console-mail.txt"),
+    "DCT_EMAIL_FROM": "no-reply@dct.example",
+    "DCT_SMTP_HOST": "",
+    "DCT_SMTP_PORT": 587,
+    "DCT_SMTP_USERNAME": "",
+    "DCT_SMTP_PASSWORD": "",
+    "DCT_SMTP_STARTTLS": True,
+    "DCT_EMAIL_DISPATCH_SECONDS": 10,
+    "DCT_EMAIL_MAX_ATTEMPTS": 6,
     "TWILIO_ACCOUNT_SID": "",
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_MESSAGING_SERVICE_SID": "",
@@ -95,6 +105,10 @@ def _check(settings: Mapping[str, Any]) -> None:
         raise RuntimeError("DCT_S3_BUCKET must be set for DCT_STORAGE_BACKEND=s3")
     if settings["DCT_CHECK_IN_MARGIN_MINUTES"] < 0:
         raise RuntimeError("DCT_CHECK_IN_MARGIN_MINUTES must be 0 or more")
+    if settings["DCT_EMAIL_GATEWAY"] not in ("none", "console", "smtp"):
+        raise RuntimeError("DCT_EMAIL_GATEWAY must be 'none', 'console' or 'smtp'")
+    if settings["DCT_EMAIL_GATEWAY"] == "smtp" and not settings["DCT_SMTP_HOST"]:
+        raise RuntimeError("DCT_EMAIL_GATEWAY=smtp needs DCT_SMTP_HOST")
     if settings["DCT_SMS_GATEWAY"] not in ("console", "twilio"):
         raise RuntimeError("DCT_SMS_GATEWAY must be 'console' or 'twilio'")
     if settings["DCT_SMS_GATEWAY"] == "twilio" and not (
@@ -117,6 +131,8 @@ def _check(settings: Mapping[str, Any]) -> None:
         problems.append("DCT_ENCRYPTION_KEY must be set to 32 random bytes in URL-safe base64")
     if settings["DCT_PASSWORD_HASH_CHEAP"]:
         problems.append("DCT_PASSWORD_HASH_CHEAP is for tests only")
+    if settings["DCT_EMAIL_GATEWAY"] == "console":
+        problems.append("DCT_EMAIL_GATEWAY must be smtp or none (console writes to a file)")
     if settings["DCT_SMS_GATEWAY"] != "twilio":
         problems.append("DCT_SMS_GATEWAY must be twilio (the console gateway sends nothing)")
     if not settings["PUBLIC_BASE_URL"].startswith("https://"):

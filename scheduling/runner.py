@@ -21,8 +21,9 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
-from scheduling import housekeeping, sms_dispatch
+from scheduling import email_dispatch, housekeeping, sms_dispatch
 from services.actor import Actor
+from services.email_gateway import make_email_gateway
 from services.sms_gateway import make_gateway
 from services.storage import make_storage
 
@@ -70,9 +71,10 @@ def run_job(
 
 
 def job_specs(settings: dict) -> list[JobSpec]:
-    """The gateway is built once here, so its HTTP client is reused across ticks."""
+    """The gateways are built once here, so their clients are reused across ticks; the
+    e-mail job exists only with an e-mail gateway."""
     gateway = make_gateway(settings)
-    return [
+    specs = [
         JobSpec("audit-seal", housekeeping.seal_audit_trail, settings["DCT_AUDIT_SEAL_MINUTES"]),
         JobSpec("purge-expired-sessions", housekeeping.purge_expired_sessions, 60),
         JobSpec("mark-missed-visits", housekeeping.mark_missed_visits, 60),
@@ -103,6 +105,17 @@ def job_specs(settings: dict) -> list[JobSpec]:
             own_transactions=True,
         ),
     ]
+    email_gateway = make_email_gateway(settings)
+    if email_gateway is not None:
+        specs.append(
+            JobSpec(
+                "dispatch-email",
+                partial(email_dispatch.dispatch, gateway=email_gateway, settings=settings),
+                seconds=settings["DCT_EMAIL_DISPATCH_SECONDS"],
+                own_transactions=True,
+            )
+        )
+    return specs
 
 
 def build_scheduler(

@@ -17,7 +17,7 @@ from enum import StrEnum
 from sqlalchemy.orm import Session
 
 from services import lockout, passwords
-from services.models import User
+from services.models import PasswordResetCode, User
 
 
 class PasswordOrigin(StrEnum):
@@ -98,3 +98,14 @@ def signing_check(user: User, *, hold: dt.timedelta, now: dt.datetime) -> Signin
     if user.password_set_via == PasswordOrigin.ACTIVATION:
         return SigningCheck(note=f"password set with a staff-issued activation code at {set_at}")
     return SigningCheck()
+
+
+def reset_code_problem(code: PasswordResetCode, now: dt.datetime) -> str | None:
+    """Why a reset code's message is moot (it is used, replaced or expired), if it is."""
+    if code.used_at is not None:
+        return "reset code already used"
+    if code.revoked_at is not None:
+        return "reset code replaced by a newer one"
+    if code.expires_at <= now:
+        return "reset code expired"
+    return None

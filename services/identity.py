@@ -35,6 +35,8 @@ class AuthPolicy:
     reset_validity: dt.timedelta = dt.timedelta(minutes=30)
     # How long after a staff-influenced password a signature is held (consent.signing).
     signature_hold: dt.timedelta = dt.timedelta(hours=24)
+    # An e-mail gateway is configured: reset codes go to an account's e-mail address.
+    email_delivery: bool = False
 
     @property
     def lockouts(self) -> lockout.LockoutPolicy:

@@ -8,6 +8,7 @@ exists. Confirming ends every session of the account and opens a new one.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from services.access import get_visible, require_role, visible_participants, vis
 from services.actor import Actor, Role
 from services.db import utcnow
 from services.errors import Conflict, Unauthenticated
-from services.models import Participant, PasswordResetCode, User
+from services.models import EmailMessage, Participant, PasswordResetCode, User
 
 # A self-service request is answered without a word of whether it did anything; these
 # cap how many codes (and so SMS) one account can be sent an hour.
@@ -32,7 +33,7 @@ BAD_CODE = (
 
 @dataclass(frozen=True)
 class ResetSent:
-    """What staff learn of a reset they triggered: how it went, never the code."""
+    """What staff learn of a reset they triggered: where it went, never the code."""
 
     user_id: uuid.UUID
     channel: str
@@ -51,8 +52,35 @@ def _subject(session: Session, user: User) -> audit.Subject:
     )
 
 
-def _channel(user: User) -> str | None:
+def _channel(policy: identity.AuthPolicy, user: User) -> str | None:
+    """E-mail where the account has an address and e-mail is configured, else SMS to
+    the phone on file; None when there is nowhere to send a code."""
+    if policy.email_delivery and user.email:
+        return "email"
     return "sms" if user.phone else None
+
+
+def _send(
+    session: Session,
+    policy: identity.AuthPolicy,
+    user: User,
+    row: PasswordResetCode,
+    code: str,
+) -> None:
+    """Through an outbox, in this transaction: sent once the request commits."""
+    if row.channel == "sms":
+        sms_rules.plan_reset_sms(session, user, row.id, code)
+        return
+    minutes = int(policy.reset_validity.total_seconds() // 60)
+    session.add(
+        EmailMessage(
+            user_id=user.id,
+            template="password_reset",
+            params=json.dumps({"code": code, "name": user.full_name, "minutes": minutes}),
+            password_reset_code_id=row.id,
+            next_attempt_at=utcnow(),
+        )
+    )
 
 
 def _issue(
@@ -62,8 +90,7 @@ def _issue(
     requested_by: uuid.UUID | None,
     channel: str,
 ) -> PasswordResetCode:
-    """A new code replaces every earlier one of the account, and goes out by SMS from
-    the outbox in this transaction (so it is sent once the request commits)."""
+    """A new code replaces every earlier one of the account."""
     now = utcnow()
     session.execute(
         update(PasswordResetCode)
@@ -85,7 +112,7 @@ def _issue(
     )
     session.add(row)
     session.flush()
-    sms_rules.plan_reset_sms(session, user, row.id, code)
+    _send(session, policy, user, row, code)
     return row
 
 
@@ -113,13 +140,13 @@ def request_reset(
     if user is None:
         return
     outcome = "sent"
-    channel = _channel(user)
+    channel = _channel(policy, user)
     if not user.is_active:
         outcome = "account disabled"
     elif not user.activated:
         outcome = "not activated: the study team issues an activation code"
     elif channel is None:
-        outcome = "no phone on file"
+        outcome = "no phone or e-mail to send a code to"
     elif _codes_last_hour(session, user) >= MAX_CODES_PER_HOUR:
         outcome = "hourly limit reached"
     else:
@@ -170,9 +197,12 @@ def _trigger(
         raise Conflict("this account is deactivated: reactivate it first")
     if not user.activated:
         raise Conflict("this account has no password yet: issue it an activation code instead")
-    channel = _channel(user)
+    channel = _channel(policy, user)
     if channel is None:
-        raise Conflict("this account has no phone on file to send a reset code to")
+        raise Conflict(
+            "this account has no phone on file (and no e-mail address, or no e-mail "
+            "gateway) to send a reset code to: add one with PATCH first"
+        )
     row = _issue(session, policy, user, actor.user_id, channel)
     audit.record(
         session,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
 
-from services import sms_content
+from services import inbox_file, sms_content
 from services.models import SmsStatus
 
 log = logging.getLogger("dct.sms")
@@ -145,11 +144,8 @@ class ConsoleGateway:
             sms_content.segments(body),
         )
         if self.inbox is not None:
-            self.inbox.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(self.inbox, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(descriptor, "a", encoding="utf-8") as inbox:
-                stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                inbox.write(f"{stamp} to ...{to[-4:]}: {body}\n")
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            inbox_file.append(self.inbox, f"{stamp} to ...{to[-4:]}: {body}\n")
         return SendResult(sid=f"CONSOLE-{uuid.uuid4().hex}", status=SmsStatus.SENT.value)
 
     def find_sent(self, to: str, body: str, since: dt.datetime) -> list[SendResult]:

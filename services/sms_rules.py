@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer
 
-from services import audit, passwords
+from services import audit, credentials, passwords
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
 from services.db import utcnow
@@ -566,13 +566,7 @@ def _activation_problem(
 
 def _reset_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
     code = session.get(PasswordResetCode, uuid.UUID(relevance["password_reset_code_id"]))
-    if code.used_at is not None:
-        return "reset code already used"
-    if code.revoked_at is not None:
-        return "reset code replaced by a newer one"
-    if code.expires_at <= now:
-        return "reset code expired"
-    return None
+    return credentials.reset_code_problem(code, now)
 
 
 def _nurse_list_problem(

@@ -30,8 +30,14 @@ from services import crypto, passwords
 from services.db import empty_database
 from tests.factories import World, make_world
 
-# Fixtures other modules offer: a local S3 server; the upload tests' participants.
-pytest_plugins = ["tests.s3_server", "tests.upload_fixtures", "tests.fake_twilio"]
+# Fixtures other modules offer: local S3, Twilio and SMTP servers; the upload tests'
+# participants.
+pytest_plugins = [
+    "tests.s3_server",
+    "tests.upload_fixtures",
+    "tests.fake_twilio",
+    "tests.fake_smtp",
+]
 
 TEST_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 TEST_JWT_SECRET = base64.urlsafe_b64encode(os.urandom(48)).decode()
@@ -62,6 +68,7 @@ def app_settings(database_url: str, **extra: object) -> dict[str, object]:
         "DCT_UPLOAD_DIR": UPLOAD_DIR,
         "DCT_SCHEDULER_ENABLED": False,
         "DCT_CONSOLE_SMS_INBOX": "",  # no developer inbox: the tests read the outbox
+        "DCT_EMAIL_GATEWAY": "none",  # codes by SMS, unless a test sets up e-mail
         **extra,
     }
 

@@ -135,6 +135,7 @@ def production(**settings: object) -> dict[str, object]:
         "TWILIO_AUTH_TOKEN": random_secret(24),
         "TWILIO_MESSAGING_SERVICE_SID": "MG" + "0" * 32,
         "PUBLIC_BASE_URL": "https://dct.example.org",
+        "DCT_EMAIL_GATEWAY": "none",
         **settings,
     }
 

@@ -71,8 +71,43 @@ def upgrade() -> None:
         # Lock-outs moved to login_lockouts (per account and client address).
         batch_op.drop_column("locked_until")
 
+    op.create_table(
+        "email_outbox",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("template", sa.String(length=48), nullable=False),
+        sa.Column("params", sa.Text(), nullable=False),
+        sa.Column("password_reset_code_id", sa.Uuid(), nullable=True),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("status_reason", sa.String(length=300), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('pending', 'sent', 'failed', 'skipped')",
+            name=op.f("ck_email_outbox_status"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["password_reset_code_id"],
+            ["password_reset_codes.id"],
+            name=op.f("fk_email_outbox_password_reset_code_id_password_reset_codes"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_email_outbox_user_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_email_outbox")),
+    )
+    with op.batch_alter_table("email_outbox", schema=None) as batch_op:
+        batch_op.create_index("ix_email_outbox_due", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_email_outbox_user_id"), ["user_id"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("email_outbox", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_email_outbox_user_id"))
+        batch_op.drop_index("ix_email_outbox_due")
+    op.drop_table("email_outbox")
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
         batch_op.drop_column("contact_changed_by_staff_at")

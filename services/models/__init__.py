@@ -1,6 +1,7 @@
 """Every mapped class, imported here so Alembic and the app see one complete metadata."""
 
 from services.models.audit import AuditChainHead, AuditEvent, AuditSeal
+from services.models.email import EMAIL_STATUSES, EmailMessage, EmailStatus
 from services.models.epro import (
     EproInstance,
     EproResponse,
@@ -49,6 +50,7 @@ from services.models.visit import (
 
 __all__ = [
     "BUSY_STATUSES",
+    "EMAIL_STATUSES",
     "ORIGINATORS",
     "READING_TYPES",
     "SMS_STATUSES",
@@ -60,6 +62,8 @@ __all__ = [
     "AuthSession",
     "ConsentState",
     "Delegation",
+    "EmailMessage",
+    "EmailStatus",
     "EproInstance",
     "EproResponse",
     "InstanceStatus",
