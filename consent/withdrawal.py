@@ -40,15 +40,21 @@ def withdraw(
     consent_id: uuid.UUID,
     request: Withdrawal,
     policy: AuthPolicy | None = None,
+    address: str | None = None,
 ) -> Consent:
     require_role(actor, Role.PATIENT, Role.COORDINATOR)
     consent = get_consent(session, actor, consent_id)
     participant = session.get(Participant, consent.participant_id)
     if actor.role == Role.PATIENT:
-        # As at signing: failures count towards the log-in lockout.
+        # As at signing: failures count towards the lock-out of the caller's address.
         try:
             identity.reauthenticate(
-                session, actor, policy or AuthPolicy(), request.password or "", purpose="withdraw"
+                session,
+                actor,
+                policy or AuthPolicy(),
+                request.password or "",
+                purpose="withdraw",
+                address=address,
             )
         except Unauthenticated:
             audit.record(

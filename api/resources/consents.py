@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
-from flask import Response
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Page
 
@@ -63,7 +63,8 @@ class ConsentWithdrawal(MethodView):
         `all` withdraws the participant from the study; `contact` stops contact;
         `clause:<code>` withdraws one optional clause. Nothing collected before is
         deleted or changed. A wrong password answers 401 and only the failed attempt
-        is kept in the audit; like failed log-ins, repeated ones lock the account (429).
+        is kept in the audit; like failed log-ins, repeated ones lock the account from
+        that address (429).
         """
         return withdrawal.withdraw(
             db_session(),
@@ -71,6 +72,7 @@ class ConsentWithdrawal(MethodView):
             consent_id,
             withdrawal.Withdrawal(**body),
             auth_policy(),
+            request.remote_addr,
         )
 
 
