@@ -132,7 +132,13 @@ def demo_seed() -> None:
     click.echo(f"\nDemo log-ins (password for all: {demo.DEMO_PASSWORD})")
     for role, identifier in logins:
         click.echo(f"  {role:<12} {identifier}")
-    click.echo("\nAPI docs: http://127.0.0.1:5000/api/v1/docs\n")
+    click.echo("\nAPI docs: http://127.0.0.1:5000/api/v1/docs")
+    settings = current_app.config
+    if settings["DCT_SMS_GATEWAY"] == "console" and settings["DCT_CONSOLE_SMS_INBOX"]:
+        click.echo(f"SMS (activation and reset codes too): {settings['DCT_CONSOLE_SMS_INBOX']}")
+    if settings["DCT_EMAIL_GATEWAY"] == "console" and settings["DCT_CONSOLE_MAIL_INBOX"]:
+        click.echo(f"E-mails (reset codes): {settings['DCT_CONSOLE_MAIL_INBOX']}")
+    click.echo("")
 
 
 def build_scheduler(app: Flask, *, blocking: bool) -> BaseScheduler:

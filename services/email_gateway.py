@@ -67,13 +67,19 @@ class SmtpGateway:
 
 
 class ConsoleMailGateway:
-    """Development: every message appended to one file (mode 0600)."""
+    """Development: every message appended to one file (mode 0600), as plain text a
+    developer can read (no MIME transfer encoding)."""
 
     def __init__(self, inbox: Path, sender: str) -> None:
         self.inbox, self.sender = inbox, sender
 
     def send(self, to: str, email: Email) -> None:
-        inbox_file.append(self.inbox, _mime(self.sender, to, email).as_string() + "\n")
+        stamp = format_datetime(dt.datetime.now(dt.UTC))
+        inbox_file.append(
+            self.inbox,
+            f"From: {self.sender}\nTo: {to}\nDate: {stamp}\nSubject: {email.subject}\n\n"
+            f"{email.body}\n",
+        )
 
 
 def make_email_gateway(settings: Mapping[str, Any]) -> EmailGateway | None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
+from scheduling.runner import job_specs, run_job
 from services.demo import DEMO_PASSWORD
+
+CODE = re.compile(r"\b[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}\b")
 
 
 def test_the_demo_seed_is_idempotent_and_gives_the_patient_a_questionnaire_to_answer(
@@ -61,3 +65,42 @@ def test_the_demo_shows_readings_with_an_alert_and_an_uploaded_export(make_app, 
     assert content.status_code == 200
     assert hashlib.sha256(content.data).hexdigest() == upload["sha256"]
     assert upload["content_type"] == "text/csv"
+
+
+def test_the_demo_reset_journey_reads_its_codes_from_the_console_inboxes(make_app, tmp_path):
+    """The guide's account life cycle as written: a reset by SMS for the patient without
+    e-mail, one by e-mail for a nurse, each code read from its console inbox."""
+    sms_inbox, mail_inbox = tmp_path / "console-sms.txt", tmp_path / "console-mail.txt"
+    app = make_app(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        DCT_EMAIL_GATEWAY="console",
+        DCT_CONSOLE_SMS_INBOX=str(sms_inbox),
+        DCT_CONSOLE_MAIL_INBOX=str(mail_inbox),
+    )
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    seeded = runner.invoke(args=["demo", "seed"])
+    assert str(sms_inbox) in seeded.output and str(mail_inbox) in seeded.output
+    client = app.test_client()
+    for body in ({"phone": "+32470000103"}, {"email": "nurse.an@demo.dct.example"}):
+        assert client.post("/api/v1/auth/password-reset", json=body).status_code == 202
+    sessions = app.extensions["db"].sessions
+    for spec in job_specs(app.config):
+        if spec.id in ("dispatch-sms", "dispatch-email"):
+            run_job(sessions, spec.id, spec.func, spec.own_transactions)
+
+    sms_code = CODE.findall(sms_inbox.read_text())[-1]
+    mail_code = CODE.findall(mail_inbox.read_text())[-1]
+    for code, login in (
+        (sms_code, {"phone": "+32470000103"}),
+        (mail_code, {"email": "nurse.an@demo.dct.example"}),
+    ):
+        confirmed = client.post(
+            "/api/v1/auth/password-reset/confirm",
+            json={"code": code, "password": "my new long password 2"},
+        )
+        assert confirmed.status_code == 200, confirmed.get_json()
+        relogin = client.post(
+            "/api/v1/auth/login", json={**login, "password": "my new long password 2"}
+        )
+        assert relogin.status_code == 200
