@@ -52,9 +52,10 @@ def seed(session: Session) -> None:
         return
     admin = _actor(session, ADMIN_EMAIL)
     today = today_in(study.default_timezone)
-    by_language = {}
+    # The whole set is drafted before any approval: approval needs every study language.
+    drafts = {}
     for language, texts in TEXTS.items():
-        draft = documents.create_draft(
+        drafts[language] = documents.create_draft(
             session,
             admin,
             study.id,
@@ -74,6 +75,8 @@ def seed(session: Session) -> None:
                 quiz_pass_mark=1,
             ),
         )
+    by_language = {}
+    for language, draft in drafts.items():
         by_language[language] = documents.approve(
             session,
             admin,

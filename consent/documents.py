@@ -198,6 +198,7 @@ def approve(
         raise Conflict(FROZEN)
     if approval.effective_from < approval.approved_on:
         raise Invalid("dates", errors={"effective_from": ["cannot be before the approval date"]})
+    _require_every_language(session, document)
     before = _snapshot(document)
     document.status = DocumentStatus.APPROVED.value
     document.ethics_reference = approval.ethics_reference
@@ -218,6 +219,29 @@ def approve(
     )
     apply_effective_versions(session, actor, today)
     return document
+
+
+def _require_every_language(session: Session, document: ConsentDocument) -> None:
+    """An approval is of a set that covers the study: every study language must have a
+    consent document, approved or at least drafted for the committee, or its speakers
+    could never consent. Versions are numbered per language and superseded per
+    language (a correction of one translation is a version of that language alone, and
+    a language added later starts at 1), so the rule asks for a document of each
+    language, not for the same version number in each."""
+    study = session.get(Study, document.study_id)
+    present = set(
+        session.scalars(
+            select(ConsentDocument.language).where(ConsentDocument.study_id == study.id)
+        )
+    )
+    missing = [language for language in study.languages if language not in present]
+    if missing:
+        listed = ", ".join(missing)
+        raise Invalid(
+            f"the study runs in {', '.join(study.languages)} but has no consent document in "
+            f"{listed}: draft one in {listed} before approving any version",
+            errors={"language": [f"no consent document in {listed}"]},
+        )
 
 
 def apply_effective_versions(session: Session, actor: Actor, today: dt.date | None = None) -> int:

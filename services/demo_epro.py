@@ -18,37 +18,43 @@ from services.models import Questionnaire, Study, User
 COORDINATOR = "coordinator.brussels@demo.dct.example"
 
 
-def _texts(nl: str, fr: str, en: str) -> dict[str, str]:
-    return {"nl": nl, "fr": fr, "en": en}
+def _texts(nl: str, fr: str, de: str, en: str) -> dict[str, str]:
+    """Every language of the demo study: a version is published only when complete."""
+    return {"nl": nl, "fr": fr, "de": de, "en": en}
 
 
-def _choices(*options: tuple[str, str, str, str]) -> list[dict[str, Any]]:
-    return [{"value": value, "text": _texts(nl, fr, en)} for value, nl, fr, en in options]
+def _choices(*options: tuple[str, str, str, str, str]) -> list[dict[str, Any]]:
+    return [{"value": value, "text": _texts(nl, fr, de, en)} for value, nl, fr, de, en in options]
 
 
 DIARY = epro_definitions.Content(
     code="HF-DIARY",
     version="1.0",
-    title=_texts("Dagelijks dagboek", "Journal quotidien", "Daily diary"),
+    title=_texts("Dagelijks dagboek", "Journal quotidien", "Tägliches Tagebuch", "Daily diary"),
     items=[
         {
             "link_id": "breathless",
             "type": "single_choice",
             "required": True,
             "text": _texts(
-                "Was u vandaag kortademig?", "Essoufflé aujourd'hui ?", "Short of breath today?"
+                "Was u vandaag kortademig?",
+                "Essoufflé aujourd'hui ?",
+                "Heute kurzatmig?",
+                "Short of breath today?",
             ),
             "options": _choices(
-                ("no", "Nee", "Non", "No"),
-                ("exertion", "Bij inspanning", "À l'effort", "On exertion"),
-                ("rest", "In rust", "Au repos", "At rest"),
+                ("no", "Nee", "Non", "Nein", "No"),
+                ("exertion", "Bij inspanning", "À l'effort", "Bei Anstrengung", "On exertion"),
+                ("rest", "In rust", "Au repos", "In Ruhe", "At rest"),
             ),
         },
         {
             "link_id": "breathless_score",
             "type": "nrs",
             "required": True,
-            "text": _texts("Hoe erg (0-10)?", "À quel point (0-10) ?", "How bad (0-10)?"),
+            "text": _texts(
+                "Hoe erg (0-10)?", "À quel point (0-10) ?", "Wie schlimm (0-10)?", "How bad (0-10)?"
+            ),
             "enable_when": {"item": "breathless", "equals": "rest"},
         },
         {
@@ -57,13 +63,18 @@ DIARY = epro_definitions.Content(
             "min": 30,
             "max": 250,
             "required": False,
-            "text": _texts("Gewicht (kg)", "Poids (kg)", "Weight (kg)"),
+            "text": _texts("Gewicht (kg)", "Poids (kg)", "Gewicht (kg)", "Weight (kg)"),
         },
         {
             "link_id": "swollen_ankles",
             "type": "boolean",
             "required": True,
-            "text": _texts("Gezwollen enkels?", "Chevilles gonflées ?", "Swollen ankles?"),
+            "text": _texts(
+                "Gezwollen enkels?",
+                "Chevilles gonflées ?",
+                "Geschwollene Knöchel?",
+                "Swollen ankles?",
+            ),
         },
     ],
     schedule={
@@ -77,7 +88,7 @@ DIARY = epro_definitions.Content(
 QUALITY_OF_LIFE = epro_definitions.Content(
     code="QOL-BASELINE",
     version="1.0",
-    title=_texts("Levenskwaliteit", "Qualité de vie", "Quality of life"),
+    title=_texts("Levenskwaliteit", "Qualité de vie", "Lebensqualität", "Quality of life"),
     items=[
         {
             "link_id": "health_today",
@@ -86,6 +97,7 @@ QUALITY_OF_LIFE = epro_definitions.Content(
             "text": _texts(
                 "Uw gezondheid vandaag (0-100)",
                 "Votre santé aujourd'hui (0-100)",
+                "Ihre Gesundheit heute (0-100)",
                 "Your health today (0-100)",
             ),
         },
@@ -94,12 +106,15 @@ QUALITY_OF_LIFE = epro_definitions.Content(
             "type": "multiple_choice",
             "required": False,
             "text": _texts(
-                "Wat lukt moeilijk?", "Qu'est-ce qui est difficile ?", "What is hard to do?"
+                "Wat lukt moeilijk?",
+                "Qu'est-ce qui est difficile ?",
+                "Was fällt Ihnen schwer?",
+                "What is hard to do?",
             ),
             "options": _choices(
-                ("stairs", "Trappen", "Escaliers", "Stairs"),
-                ("walking", "Wandelen", "Marcher", "Walking"),
-                ("sleep", "Slapen", "Dormir", "Sleeping"),
+                ("stairs", "Trappen", "Escaliers", "Treppen", "Stairs"),
+                ("walking", "Wandelen", "Marcher", "Gehen", "Walking"),
+                ("sleep", "Slapen", "Dormir", "Schlafen", "Sleeping"),
             ),
         },
         {
@@ -107,7 +122,7 @@ QUALITY_OF_LIFE = epro_definitions.Content(
             "type": "text",
             "max_length": 500,
             "required": False,
-            "text": _texts("Opmerkingen", "Remarques", "Remarks"),
+            "text": _texts("Opmerkingen", "Remarques", "Bemerkungen", "Remarks"),
         },
     ],
     schedule={

@@ -534,6 +534,21 @@ def replace_draft(
     return questionnaire
 
 
+def _require_every_language(study: Study, questionnaire: Questionnaire) -> None:
+    """A draft may be translated step by step, but every participant of the study
+    answers a published version in their own language (never silently in another), so
+    it must have texts in each of the study's languages."""
+    missing = [language for language in study.languages if language not in questionnaire.title]
+    if missing:
+        listed = ", ".join(missing)
+        raise Invalid(
+            f"{questionnaire.code} {questionnaire.version} has no texts in {listed}, which "
+            f"this study runs in ({', '.join(study.languages)}): add {listed} to the title, "
+            "every item and every option of the draft before publishing",
+            errors={"title": [f"missing the study's languages: {listed}"]},
+        )
+
+
 def publish(session: Session, actor: Actor, questionnaire_id: uuid.UUID) -> Questionnaire:
     """Freeze the draft, retire the version it replaces and plan it for the enrolled
     participants. The study row lock serialises this with enrolments (which plan from
@@ -546,7 +561,9 @@ def publish(session: Session, actor: Actor, questionnaire_id: uuid.UUID) -> Ques
     session.refresh(questionnaire)
     _require_draft(session, questionnaire)
     # The study's languages or visits may have changed since the draft was saved.
-    validated(session, session.get(Study, questionnaire.study_id), _content_of(questionnaire))
+    study = session.get(Study, questionnaire.study_id)
+    validated(session, study, _content_of(questionnaire))
+    _require_every_language(study, questionnaire)
     previous = session.scalars(
         select(Questionnaire).where(
             Questionnaire.study_id == questionnaire.study_id,
@@ -596,9 +613,24 @@ def languages_of(questionnaire: Questionnaire) -> list[str]:
     return sorted(questionnaire.title)
 
 
-def _preferred(session: Session, questionnaire: Questionnaire, locale: str | None) -> str:
-    """The reader's locale when the version has it, else the study's first language
-    that it has."""
+def participant_language(questionnaire: Questionnaire, locale: str | None) -> str:
+    """A participant reads and answers in their own language, never silently in
+    another: the answers would be recorded as given to wording they were not shown in
+    their language. A version without it (the study added the language later, say) is
+    a Conflict naming the languages it has."""
+    available = languages_of(questionnaire)
+    if locale not in available:
+        raise Conflict(
+            f"{questionnaire.code} {questionnaire.version} has no texts in the participant's "
+            f"language ({locale}); it has {', '.join(available)}. The study team must publish "
+            f"a version with {locale}, or change the participant's language"
+        )
+    return locale
+
+
+def _staff_language(session: Session, questionnaire: Questionnaire, locale: str | None) -> str:
+    """Staff only read: their locale when the version has it, else the study's first
+    language that it has (the rendering names the language it is in)."""
     available = languages_of(questionnaire)
     if locale in available:
         return locale
@@ -609,10 +641,14 @@ def _preferred(session: Session, questionnaire: Questionnaire, locale: str | Non
 def _language(
     session: Session, actor: Actor, questionnaire: Questionnaire, requested: str | None
 ) -> str:
-    """The language asked for, else as `_preferred` chooses for the caller."""
+    """The language asked for, else the caller's: exactly theirs for a participant
+    (`participant_language`), as `_staff_language` chooses for staff."""
     if requested is None:
         user = session.get(User, actor.user_id) if actor.user_id else None
-        return _preferred(session, questionnaire, user.locale if user else None)
+        locale = user.locale if user else None
+        if actor.role == Role.PATIENT:
+            return participant_language(questionnaire, locale)
+        return _staff_language(session, questionnaire, locale)
     available = languages_of(questionnaire)
     language = language_code(requested, field="lang")
     if language not in available:
@@ -620,9 +656,10 @@ def _language(
     return language
 
 
-def title_in(session: Session, questionnaire: Questionnaire, locale: str | None) -> str:
-    """The title a reader with this locale sees, chosen as the questionnaire is."""
-    return questionnaire.title[_preferred(session, questionnaire, locale)]
+def participant_title(questionnaire: Questionnaire, locale: str | None) -> str:
+    """The title a participant with this locale sees in their due list: in their own
+    language, or a Conflict as for the questionnaire itself."""
+    return questionnaire.title[participant_language(questionnaire, locale)]
 
 
 def _item_in(item: Item, language: str) -> Item:

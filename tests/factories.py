@@ -213,6 +213,43 @@ def random_id() -> str:
 CONSENT_BODY = "## Why this study\n\nWe study home monitoring.\n\n## Risks\n\nFew."
 
 
+def _consent_content(
+    language: str,
+    *,
+    title: str | None = None,
+    signer_roles: tuple[str, ...] = ("participant", "investigator"),
+    clauses: tuple[str, ...] = ("future_research",),
+    quiz: bool = False,
+) -> documents.DraftContent:
+    return documents.DraftContent(
+        language=language,
+        title=title or f"Informed consent ({language})",
+        body_markdown=CONSENT_BODY,
+        signer_roles=list(signer_roles),
+        optional_clauses=[{"code": c, "text": f"I agree to {c}"} for c in clauses],
+        quiz=[{"question": "Can you stop at any time?", "options": ["yes", "no"], "answer": "yes"}]
+        if quiz
+        else [],
+        quiz_pass_mark=1 if quiz else None,
+    )
+
+
+def _set_draft_title(language: str) -> str:
+    return f"Informed consent ({language}), drafted with the set"
+
+
+def draft_the_set(db: Session, study: Study) -> None:
+    """A draft in each study language that has no consent document yet: approval needs
+    a document in every language (the rest of the set, before the committee)."""
+    present = set(
+        db.scalars(select(ConsentDocument.language).where(ConsentDocument.study_id == study.id))
+    )
+    for language in study.languages:
+        if language not in present:
+            content = _consent_content(language, title=_set_draft_title(language))
+            documents.create_draft(db, ADMIN, study.id, content)
+
+
 def make_consent_document(
     db: Session,
     study: Study,
@@ -225,26 +262,26 @@ def make_consent_document(
     requires_reconsent: bool = False,
     effective_from: dt.date | None = None,
 ) -> ConsentDocument:
-    """A consent document through the service, approved (effective today) by default."""
-    document = documents.create_draft(
-        db,
-        ADMIN,
-        study.id,
-        documents.DraftContent(
-            language=language,
-            title=f"Informed consent ({language})",
-            body_markdown=CONSENT_BODY,
-            signer_roles=list(signer_roles),
-            optional_clauses=[{"code": c, "text": f"I agree to {c}"} for c in clauses],
-            quiz=[
-                {"question": "Can you stop at any time?", "options": ["yes", "no"], "answer": "yes"}
-            ]
-            if quiz
-            else [],
-            quiz_pass_mark=1 if quiz else None,
-        ),
-    )
+    """A consent document through the service, approved (effective today) by default.
+
+    Before approving, the study's other languages without a document get a draft
+    (`draft_the_set`); asked later for a document in such a language, the factory
+    takes that draft over, so versions are numbered as if each were drafted on its own."""
+    content = _consent_content(language, signer_roles=signer_roles, clauses=clauses, quiz=quiz)
+    set_draft = db.scalars(
+        select(ConsentDocument).where(
+            ConsentDocument.study_id == study.id,
+            ConsentDocument.language == language,
+            ConsentDocument.status == "draft",
+            ConsentDocument.title == _set_draft_title(language),
+        )
+    ).first()
+    if set_draft is not None:
+        document = documents.update_draft(db, ADMIN, set_draft.id, content)
+    else:
+        document = documents.create_draft(db, ADMIN, study.id, content)
     if approved:
+        draft_the_set(db, study)
         today = dt.date.today()
         documents.approve(
             db,

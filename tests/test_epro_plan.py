@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from scheduling import housekeeping
 from scheduling.runner import job_specs, run_job
-from services import epro_definitions, epro_plan, sms_rules
+from services import epro_definitions, epro_plan, people, sms_rules
 from services.actor import Actor
 from services.db import utcnow
 from services.models import (
@@ -413,6 +413,28 @@ def test_the_due_list_shows_open_then_upcoming_windows(db, world, client):
         "/api/v1/me/epro/due?days=10", headers=headers_for(client, world.patient_a.user)
     )
     assert len(wider.get_json()["instances"]) == 3
+
+
+def test_the_due_list_is_a_409_when_a_due_questionnaire_lacks_the_patients_language(
+    db, world, client
+):
+    """Never the list in another language: the study added German after publishing."""
+    questionnaire = make_questionnaire(db, world.study, world.coordinator_a, schedule=daily(30, 40))
+    enrolled_with_visits(db, world, baseline=today())
+    make_instance(db, world.patient_a.participant, questionnaire)
+    world.study.languages = [*world.study.languages, "de"]
+    db.flush()
+    people.update_participant(
+        db,
+        coordinator_actor(db, world.coordinator_a),
+        world.patient_a.participant.id,
+        {"locale": "de"},
+    )
+
+    response = client.get("/api/v1/me/epro/due", headers=headers_for(client, world.patient_a.user))
+
+    detail = assert_problem(response, 409)["detail"]
+    assert "HFDIARY 1.0" in detail and "language (de)" in detail and "en, fr, nl" in detail
 
 
 def test_the_due_list_is_for_enrolled_participants_with_current_consent(db, world, client):

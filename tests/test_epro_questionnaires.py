@@ -18,6 +18,7 @@ from fhir.resources.R4B.questionnaire import Questionnaire as FhirQuestionnaire
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services import people
 from services.actor import Role
 from services.models import AuditEvent, EproInstance, Questionnaire, VisitDefinition
 from tests.checks import assert_problem, audit_events, count
@@ -561,22 +562,49 @@ def test_a_language_the_version_does_not_have_is_refused(client, world, coordina
     assert "lang" in assert_problem(response, 422)["errors"]
 
 
-def test_without_the_callers_language_the_studys_first_available_is_used(
-    client, world, coordinator, patient
+def test_a_draft_may_lack_a_language_but_publishing_it_is_refused_naming_them(
+    client, db, world, coordinator
 ):
-    languages = ("fr", "en")  # the study runs in nl, fr, en; the patient reads nl
+    languages = ("fr", "en")  # the study runs in nl, fr, en
     only = {
         **definition(title=texts("Diary", languages)),
         "items": [{"link_id": "q1", "type": "boolean", "text": texts("Fell?", languages)}],
     }
     response = client.post(questionnaires_url(world.study), json=only, headers=coordinator)
+    assert response.status_code == 201, response.get_json()  # translated step by step
     created = response.get_json()
-    client.post(questionnaire_url(created, "/publish"), headers=coordinator)
 
-    body = client.get(questionnaire_url(created), headers=patient).get_json()
+    refused = client.post(questionnaire_url(created, "/publish"), headers=coordinator)
 
-    assert (body["language"], body["languages"]) == ("fr", ["en", "fr"])
-    assert body["title"] == "Diary (fr)"
+    problem = assert_problem(refused, 422)
+    assert "no texts in nl" in problem["detail"]
+    assert problem["errors"] == {"title": ["missing the study's languages: nl"]}
+    assert stored_status(db, created) == "draft"
+    assert audit_events(db, "questionnaire.publish", uuid.UUID(created["id"])) == []
+
+
+def test_a_patient_whose_language_a_version_lacks_gets_a_409_never_another_language(
+    client, db, world, coordinator, patient
+):
+    created = published(client, coordinator, world.study)  # nl, fr, en
+    world.study.languages = [*world.study.languages, "de"]  # the study adds German later
+    db.flush()
+    people.update_participant(
+        db,
+        people.actor_for(db, world.coordinator_a, "t"),
+        world.patient_a.participant.id,
+        {"locale": "de"},
+    )
+
+    response = client.get(questionnaire_url(created), headers=patient)
+
+    problem = assert_problem(response, 409)
+    assert "language (de)" in problem["detail"] and "en, fr, nl" in problem["detail"]
+    chosen = client.get(questionnaire_url(created), query_string={"lang": "fr"}, headers=patient)
+    assert chosen.get_json()["language"] == "fr"  # asked for, so not silent
+    for query in ({}, {"lang": "all"}):
+        staff = client.get(questionnaire_url(created), query_string=query, headers=coordinator)
+        assert staff.status_code == 200, staff.get_json()
 
 
 def test_staff_get_every_language_with_lang_all(client, world, coordinator, patient):

@@ -58,6 +58,8 @@ class MyDueQuestionnaires(MethodView):
         """Open ePRO windows and those opening in the next `days` (patient).
 
         Only for an enrolled participant with a current consent (409 says why not).
+        Titles are in the patient's language; a due questionnaire without texts in it
+        is a 409 naming the languages it has, never a list in another language.
         Answer an instance with POST /epro/responses and its `instance_id`; fetch the
         questionnaire itself with GET /questionnaires/{questionnaire_id}.
         """
@@ -70,7 +72,7 @@ class MyDueQuestionnaires(MethodView):
             "instances": [
                 With(
                     due,
-                    {"title": epro_definitions.title_in(session, due.questionnaire, user.locale)},
+                    {"title": epro_definitions.participant_title(due.questionnaire, user.locale)},
                 )
                 for due in items
             ],

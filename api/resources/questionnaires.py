@@ -69,8 +69,10 @@ SCHEDULE_DESCRIPTION = (
     "participant's local time: it closes on the day + close_after_days at `closes`."
 )
 LANG_DESCRIPTION = (
-    "ISO 639-1 language of the texts; default: the caller's language if the version has "
-    "it, else the study's first language it has. `all` (staff): the {language: text} maps."
+    "ISO 639-1 language of the texts; default: the caller's language. A patient gets "
+    "exactly theirs (a version without it is a 409, never another language); staff get "
+    "the study's first language the version has if it lacks theirs. `all` (staff): the "
+    "{language: text} maps."
 )
 
 
@@ -226,7 +228,7 @@ class StudyQuestionnaires(MethodView):
 
 @blp.route("/questionnaires/<uuid:questionnaire_id>")
 class QuestionnaireItem(MethodView):
-    @protected(blp, 403, 404)
+    @protected(blp, 403, 404, 409)
     @blp.arguments(EproLanguageQuerySchema, location="query")
     @blp.response(200, EproQuestionnaireSchema)
     def get(self, query: dict[str, Any], questionnaire_id: uuid.UUID) -> Rendering:
@@ -234,7 +236,8 @@ class QuestionnaireItem(MethodView):
         superseded versions of their study).
 
         A `lang` the version does not have is a 422 naming those it has; `lang=all`
-        (staff only) answers the {language: text} maps.
+        (staff only) answers the {language: text} maps. Without `lang`, a patient whose
+        language the version lacks gets a 409 naming those it has.
         """
         return epro_definitions.get_questionnaire(
             db_session(), current_actor(), questionnaire_id, query.get("lang")
@@ -265,7 +268,8 @@ class QuestionnairePublication(MethodView):
         The previously published version of the code becomes superseded and keeps its
         open windows; the new version is planned for enrolled participants from the
         next window on. The draft is checked again (422), as the study's languages or
-        visit definitions may have changed since it was saved.
+        visit definitions may have changed since it was saved, and it must have texts
+        in every language of the study (422 naming the missing ones).
         """
         questionnaire = epro_definitions.publish(db_session(), current_actor(), questionnaire_id)
         return epro_definitions.render(questionnaire, None)

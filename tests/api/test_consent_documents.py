@@ -202,14 +202,16 @@ def test_the_list_filters_by_language_and_status_and_is_paginated(client, db, wo
         assert response.status_code == 200
         return [(d["language"], d["version"], d["status"]) for d in response.get_json()]
 
-    assert listed() == [("fr", 1, "draft"), ("nl", 2, "draft"), ("nl", 1, "approved")]
+    # en: the draft that approving nl 1 needed (every study language has a document).
+    drafts = [("en", 1, "draft"), ("fr", 1, "draft"), ("nl", 2, "draft")]
+    assert listed() == [*drafts, ("nl", 1, "approved")]
     assert listed(language="nl") == [("nl", 2, "draft"), ("nl", 1, "approved")]
-    assert listed(status="draft") == [("fr", 1, "draft"), ("nl", 2, "draft")]
+    assert listed(status="draft") == drafts
     assert listed(language="nl", status="approved") == [("nl", 1, "approved")]
 
     page = client.get(documents_url(world.study), headers=headers, query_string={"page_size": 2})
     assert len(page.get_json()) == 2
-    assert json.loads(page.headers["X-Pagination"])["total"] == 3
+    assert json.loads(page.headers["X-Pagination"])["total"] == 4
 
 
 def test_an_unknown_status_filter_is_refused(client, world, coordinator_a):
@@ -350,6 +352,30 @@ def test_approval_freezes_and_supersedes_the_previous_version_of_that_language_o
     assert status_of(db, french_v1) == "approved"
     assert len(audit_events(db, "consent_document.approve", dutch_v2.id)) == 1
     assert len(audit_events(db, "consent_document.supersede", dutch_v1.id)) == 1
+
+
+def test_approval_is_refused_while_a_study_language_has_no_document(
+    client, db, world, coordinator_a, admin
+):
+    """The study runs in nl, fr, en: its en speakers could never consent. A draft in a
+    language is enough (the committee approves the set), whatever its version."""
+    url = documents_url(world.study)
+    dutch = client.post(url, json=new_draft("nl"), headers=coordinator_a).get_json()
+    client.post(url, json=new_draft("fr"), headers=coordinator_a)
+    before = stored(db)
+
+    refused = client.post(document_url(dutch, "/approve"), json=approval(), headers=admin)
+
+    problem = assert_problem(refused, 422)
+    assert "no consent document in en" in problem["detail"]
+    assert problem["errors"] == {"language": ["no consent document in en"]}
+    assert stored(db) == before
+    assert db.get(ConsentDocument, uuid.UUID(dutch["id"])).status == "draft"
+
+    client.post(url, json=new_draft("en"), headers=coordinator_a)
+    approved = client.post(document_url(dutch, "/approve"), json=approval(), headers=admin)
+    assert approved.status_code == 200, approved.get_json()
+    assert approved.get_json()["status"] == "approved"
 
 
 def test_approval_effective_later_supersedes_nothing_yet(client, db, world, admin):

@@ -22,6 +22,7 @@ from tests.factories import (
     ADMIN,
     PASSWORD,
     World,
+    draft_the_set,
     headers_for,
     make_complete_consent,
     make_consent_document,
@@ -143,6 +144,7 @@ def test_markdown_is_laid_out_and_markup_is_escaped(client, db, world):
         documents.DraftContent("nl", "Consent & <title>", body, ["participant", "investigator"]),
     )
     today = dt.date.today()
+    draft_the_set(db, world.study)
     documents.approve(db, ADMIN, draft.id, documents.Approval("EC-MD", today, today), today)
     consent = make_complete_consent(db, world.patient_a, world.coordinator_a, draft)
     response = client.get(pdf_url(consent), headers=headers_for(client, world.coordinator_a))
