@@ -7,11 +7,13 @@ import datetime as dt
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from services import audit, epro_plan, tus, visits
+from services import audit, epro_plan, lockout, tus, visits
 from services.actor import Actor
 from services.db import utcnow
 from services.models import AuthSession
 from services.storage import Storage
+
+STALE_LOCKOUT_COUNTS = dt.timedelta(days=1)
 
 
 def seal_audit_trail(session: Session, _actor: Actor) -> str:
@@ -22,11 +24,14 @@ def seal_audit_trail(session: Session, _actor: Actor) -> str:
 
 def purge_expired_sessions(session: Session, _actor: Actor) -> str:
     """Expired log-in sessions can never be used again; their refresh tokens go with them.
+    Lock-out counts untouched for a day go too (each failure stays in the audit trail).
 
     Their creation, revocation and reuse stay in the audit trail.
     """
-    deleted = session.execute(delete(AuthSession).where(AuthSession.expires_at < utcnow()))
-    return f"{deleted.rowcount} expired sessions purged"
+    now = utcnow()
+    deleted = session.execute(delete(AuthSession).where(AuthSession.expires_at < now))
+    counts = lockout.purge_stale(session, now, STALE_LOCKOUT_COUNTS)
+    return f"{deleted.rowcount} expired sessions and {counts} stale lock-out counts purged"
 
 
 def mark_missed_visits(session: Session, actor: Actor) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -29,7 +29,7 @@ UNKNOWN_ADDRESS = "unknown"
 
 @dataclass(frozen=True)
 class LockoutPolicy:
-    max_failures: int = 5
+    max_failures: int = 5  # within `lockout` of each other
     lockout: dt.timedelta = dt.timedelta(minutes=15)
     alert_ceiling: int = 50
 
@@ -62,6 +62,8 @@ def count_failure(
     now = utcnow()
     key = client_key(address)
     row = _locked_row(session, user, key, now)
+    if row.updated_at < now - policy.lockout:
+        row.failures = 0  # wrong passwords long apart are typos, not a guesser
     row.failures += 1
     row.updated_at = now
     user.failed_logins += 1
@@ -126,3 +128,13 @@ def clear_all(session: Session, user: User) -> None:
     """Every lock and count of the account: an unlock, or a password set anew."""
     session.execute(delete(LoginLockout).where(LoginLockout.user_id == user.id))
     user.failed_logins = 0
+
+
+def purge_stale(session: Session, now: dt.datetime, older_than: dt.timedelta) -> int:
+    """Counts untouched for long and no longer locking anything can go."""
+    return session.execute(
+        delete(LoginLockout).where(
+            LoginLockout.updated_at < now - older_than,
+            or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until < now),
+        )
+    ).rowcount

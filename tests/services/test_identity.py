@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import identity, passwords, people
+from services import identity, lockout, passwords, people
 from services.activation import issue_activation_code
 from services.actor import Actor, Role
 from services.db import utcnow
@@ -153,3 +153,44 @@ def test_activation_codes_are_readable_and_normalised_before_hashing():
     assert re.fullmatch(r"[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}", code)
     assert passwords.hash_code(code) == passwords.hash_code(code.replace("-", " ").lower())
     assert passwords.hash_code(code) != passwords.hash_code(passwords.new_activation_code())
+
+
+def test_wrong_passwords_long_apart_do_not_add_up_to_a_lock(db):
+    admin = make_staff(db, Role.ADMIN)
+    policy = identity.AuthPolicy(max_failed_logins=3, lockout=dt.timedelta(minutes=15))
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            log_in(db, policy, email=admin.email, password="typo", address="192.0.2.9")
+    row = db.scalars(select(LoginLockout).where(LoginLockout.user_id == admin.id)).one()
+    row.updated_at = utcnow() - dt.timedelta(minutes=16)
+    db.flush()
+
+    with pytest.raises(Unauthenticated):
+        log_in(db, policy, email=admin.email, password="typo", address="192.0.2.9")
+
+    db.refresh(row)
+    assert (row.failures, row.locked_until) == (1, None)
+    assert log_in(db, policy, email=admin.email, address="192.0.2.9").user.id == admin.id
+
+
+def test_stale_lock_out_counts_are_purged_but_live_locks_stay(db):
+    stale, locked = make_staff(db, Role.ADMIN), make_staff(db, Role.ADMIN)
+    now = utcnow()
+    db.add_all(
+        [
+            LoginLockout(
+                user_id=stale.id, client_key="a", failures=2, updated_at=now - dt.timedelta(days=2)
+            ),
+            LoginLockout(
+                user_id=locked.id,
+                client_key="b",
+                failures=0,
+                locked_until=now + dt.timedelta(minutes=5),
+                updated_at=now - dt.timedelta(days=2),
+            ),
+        ]
+    )
+    db.flush()
+
+    assert lockout.purge_stale(db, now, dt.timedelta(days=1)) == 1
+    assert [row.user_id for row in db.scalars(select(LoginLockout))] == [locked.id]
