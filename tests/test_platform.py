@@ -105,6 +105,12 @@ CONTRACT = {
     ("post", "/api/v1/auth/password-reset/confirm"),
     ("post", "/api/v1/participants/{}/password-reset"),
     ("post", "/api/v1/users/{}/password-reset"),
+    ("patch", "/api/v1/users/{}"),
+    ("post", "/api/v1/users/{}/deactivate"),
+    ("post", "/api/v1/users/{}/reactivate"),
+    ("post", "/api/v1/users/{}/unlock"),
+    ("patch", "/api/v1/studies/{}"),
+    ("patch", "/api/v1/sites/{}"),
 }
 PUBLIC = {
     "/healthz",

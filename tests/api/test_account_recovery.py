@@ -648,3 +648,29 @@ def test_the_reset_code_reaches_the_phone_at_once_even_at_night(
     assert form["To"] == patient.phone
     assert code in form["Body"]
     assert confirm(client, code).status_code == 200
+
+
+@pytest.mark.parametrize("who", ["nurse_a", "monitor", "patient"])
+def test_staff_resets_are_refused_to_other_roles(client, db, world, who):
+    headers = headers_for(client, world.patient_a.user if who == "patient" else getattr(world, who))
+
+    response = client.post(
+        f"/api/v1/users/{world.nurse_a.id}/password-reset",
+        json={"reason": "forgot password"},
+        headers=headers,
+    )
+
+    assert_problem(response, 403)
+    assert count(db, PasswordResetCode) == 0
+
+
+def test_a_coordinator_cannot_reset_a_nurse_of_another_site(client, db, world):
+    nurse_b = make_staff(db, Role.NURSE, sites=[world.site_b])
+
+    response = client.post(
+        f"/api/v1/users/{nurse_b.id}/password-reset",
+        json={"reason": "forgot password"},
+        headers=headers_for(client, world.coordinator_a),
+    )
+
+    assert_problem(response, 404)
