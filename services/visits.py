@@ -396,6 +396,11 @@ def transition(
         deviation = _check_in_deviation(visit, zone, now, check_in_margin, override_reason)
         visit.checked_in_at, visit.check_in_location = now, location
     elif status == VisitStatus.COMPLETED:
+        if visit.checked_in_at and now < visit.checked_in_at:
+            raise Invalid(
+                "at",
+                errors={"at": [f"before the check-in at {visit.checked_in_at.isoformat()}"]},
+            )
         unknown = sorted(set(completed_procedures or []) - set(visit.procedures))
         if unknown:
             raise Invalid(

@@ -450,6 +450,23 @@ def test_a_check_in_or_out_in_the_future_is_422(client, db, world, scheduled, ac
     assert status_of(db, scheduled) == ("in_progress" if action == "check-out" else "scheduled")
 
 
+def test_a_check_out_before_the_check_in_is_422(client, db, world, scheduled):
+    assert check_in(client, world, scheduled, OPENS).status_code == 200
+    earlier = OPENS - dt.timedelta(minutes=1)
+
+    response = post(
+        client,
+        world.nurse_a,
+        scheduled,
+        "check-out",
+        at=earlier.isoformat(),
+        completed_procedures=[],
+    )
+
+    assert "before the check-in" in assert_problem(response, 422)["errors"]["at"][0]
+    assert status_of(db, scheduled) == "in_progress"
+
+
 # --- reading one visit -----------------------------------------------------------------
 
 
