@@ -52,7 +52,7 @@ def _problem(session: Session, message: EmailMessage, user: User, now: dt.dateti
         return "no e-mail address"
     if message.password_reset_code_id:
         code = session.get_one(PasswordResetCode, message.password_reset_code_id)
-        return credentials.reset_code_problem(code, now)
+        return credentials.code_problem(code, "reset", now)
     return None
 
 

@@ -181,22 +181,7 @@ def deactivate(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) 
     if user_id == actor.user_id:
         raise Conflict("you cannot deactivate your own account; ask another admin")
     user = _managed(session, actor, user_id)
-    reason = _reason(reason)
-    if not user.is_active:
-        raise Conflict("this account is already deactivated")
-    user.is_active = False
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        "user.deactivate",
-        entity_type="user",
-        entity_id=user.id,
-        subject=_subject(user),
-        before={"is_active": True},
-        after={"is_active": False},
-        reason=reason,
-    )
+    _set_active(session, actor, user, False, _reason(reason))
     identity.revoke_all_sessions(session, actor, user, "deactivated")
     return Account(user, future_visits(session, actor, user))
 
@@ -204,23 +189,28 @@ def deactivate(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) 
 def reactivate(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) -> User:
     """Let a deactivated account log in again (with its password; no session returns)."""
     user = _managed(session, actor, user_id)
-    reason = _reason(reason)
-    if user.is_active:
-        raise Conflict("this account is active")
-    user.is_active = True
+    _set_active(session, actor, user, True, _reason(reason))
+    return user
+
+
+def _set_active(session: Session, actor: Actor, user: User, active: bool, reason: str) -> None:
+    if user.is_active == active:
+        raise Conflict(
+            "this account is active" if active else "this account is already deactivated"
+        )
+    user.is_active = active
     session.flush()
     audit.record(
         session,
         actor,
-        "user.reactivate",
+        "user.reactivate" if active else "user.deactivate",
         entity_type="user",
         entity_id=user.id,
         subject=_subject(user),
-        before={"is_active": False},
-        after={"is_active": True},
+        before={"is_active": not active},
+        after={"is_active": active},
         reason=reason,
     )
-    return user
 
 
 def unlock(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) -> User:

@@ -17,7 +17,7 @@ from enum import StrEnum
 from sqlalchemy.orm import Session
 
 from services import lockout, passwords
-from services.models import PasswordResetCode, User
+from services.models import ActivationCode, PasswordResetCode, User
 
 
 class PasswordOrigin(StrEnum):
@@ -100,12 +100,15 @@ def signing_check(user: User, *, hold: dt.timedelta, now: dt.datetime) -> Signin
     return SigningCheck()
 
 
-def reset_code_problem(code: PasswordResetCode, now: dt.datetime) -> str | None:
-    """Why a reset code's message is moot (it is used, replaced or expired), if it is."""
+def code_problem(
+    code: ActivationCode | PasswordResetCode, what: str, now: dt.datetime
+) -> str | None:
+    """Why a message carrying a one-time code is moot (the code is used, replaced or
+    expired), if it is; `what` names the code ("reset", "activation")."""
     if code.used_at is not None:
-        return "reset code already used"
+        return f"{what} code already used"
     if code.revoked_at is not None:
-        return "reset code replaced by a newer one"
+        return f"{what} code replaced by a newer one"
     if code.expires_at <= now:
-        return "reset code expired"
+        return f"{what} code expired"
     return None

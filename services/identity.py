@@ -57,6 +57,30 @@ def _subject(user: User) -> audit.Subject:
     return audit.Subject(user_id=user.id)
 
 
+def record_account_event(
+    session: Session,
+    actor: Actor,
+    user: User,
+    action: str,
+    *,
+    subject: audit.Subject | None = None,
+    after: dict[str, object] | None = None,
+    reason: str | None = None,
+) -> None:
+    """An event about an account (its entity is the user), by `actor`: for acts before
+    log-in that is `actor.as_account(...)`, the account concerned."""
+    audit.record(
+        session,
+        actor,
+        action,
+        entity_type="user",
+        entity_id=user.id,
+        subject=subject or _subject(user),
+        after=after,
+        reason=reason,
+    )
+
+
 def find_login_user(session: Session, email: str | None, phone: str | None) -> User | None:
     if email:
         return session.scalars(select(User).where(User.email_index == email_index(email))).first()
@@ -91,13 +115,8 @@ def login(
         raise Unauthenticated(BAD_CREDENTIALS)
     if lockout.locked_until(session, user, address, now):
         passwords.verify_password(None, password)
-        audit.record(
-            session,
-            actor.as_account(user.id, user.role),
-            "auth.login_refused_locked",
-            entity_type="user",
-            entity_id=user.id,
-            subject=_subject(user),
+        record_account_event(
+            session, actor.as_account(user.id, user.role), user, "auth.login_refused_locked"
         )
         raise Unauthenticated(BAD_CREDENTIALS)
     if not passwords.verify_password(user.password_hash, password):
@@ -110,14 +129,7 @@ def login(
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     grant = open_session(session, policy, user)
-    audit.record(
-        session,
-        actor.as_account(user.id, user.role),
-        "auth.login",
-        entity_type="user",
-        entity_id=user.id,
-        subject=_subject(user),
-    )
+    record_account_event(session, actor.as_account(user.id, user.role), user, "auth.login")
     return grant
 
 
@@ -200,14 +212,8 @@ def revoke_all_sessions(session: Session, actor: Actor, user: User, reason: str)
         .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
     ).rowcount
-    audit.record(
-        session,
-        actor,
-        "auth.sessions_revoked",
-        entity_type="user",
-        entity_id=user.id,
-        subject=_subject(user),
-        after={"sessions": ended, "reason": reason},
+    record_account_event(
+        session, actor, user, "auth.sessions_revoked", after={"sessions": ended, "reason": reason}
     )
     return ended
 
@@ -263,12 +269,11 @@ def activate(
     participant_id = session.scalars(
         select(Participant.id).where(Participant.user_id == user.id)
     ).first()
-    audit.record(
+    record_account_event(
         session,
         actor.as_account(user.id, user.role),
+        user,
         "auth.activate",
-        entity_type="user",
-        entity_id=user.id,
         subject=audit.Subject(participant_id=participant_id, user_id=user.id),
     )
     return open_session(session, policy, user)
@@ -333,12 +338,5 @@ def change_password(
         now=utcnow(),
     )
     revoke_all_sessions(session, actor, user, "password_change")
-    audit.record(
-        session,
-        actor,
-        "auth.password_change",
-        entity_type="user",
-        entity_id=user.id,
-        subject=_subject(user),
-    )
+    record_account_event(session, actor, user, "auth.password_change")
     return open_session(session, policy, user)

@@ -151,12 +151,11 @@ def request_reset(
         outcome = "hourly limit reached"
     else:
         _issue(session, policy, user, None, channel)
-    audit.record(
+    identity.record_account_event(
         session,
         actor.as_account(user.id, user.role),
+        user,
         "auth.password_reset_requested",
-        entity_type="user",
-        entity_id=user.id,
         subject=_subject(session, user),
         after={"outcome": outcome, "channel": channel},
     )
@@ -204,12 +203,11 @@ def _trigger(
             "gateway) to send a reset code to: add one with PATCH first"
         )
     row = _issue(session, policy, user, actor.user_id, channel)
-    audit.record(
+    identity.record_account_event(
         session,
         actor,
+        user,
         "auth.password_reset_triggered",
-        entity_type="user",
-        entity_id=user.id,
         subject=_subject(session, user),
         after={"channel": channel, "expires_at": row.expires_at.isoformat()},
         reason=reason,
@@ -252,12 +250,11 @@ def confirm_reset(
     credentials.set_password(session, user, password, origin, hold=policy.signature_hold, now=now)
     holder = actor.as_account(user.id, user.role)
     identity.revoke_all_sessions(session, holder, user, "password_reset")
-    audit.record(
+    identity.record_account_event(
         session,
         holder,
+        user,
         "auth.password_reset",
-        entity_type="user",
-        entity_id=user.id,
         subject=_subject(session, user),
         after={"origin": user.password_set_via},
     )

@@ -555,18 +555,12 @@ def _activation_problem(
     session: Session, relevance: dict[str, Any], now: dt.datetime
 ) -> str | None:
     code = session.get(ActivationCode, uuid.UUID(relevance["activation_code_id"]))
-    if code.used_at is not None:
-        return "activation code already used"
-    if code.revoked_at is not None:
-        return "activation code replaced by a newer one"
-    if code.expires_at <= now:
-        return "activation code expired"
-    return None
+    return credentials.code_problem(code, "activation", now)
 
 
 def _reset_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
     code = session.get(PasswordResetCode, uuid.UUID(relevance["password_reset_code_id"]))
-    return credentials.reset_code_problem(code, now)
+    return credentials.code_problem(code, "reset", now)
 
 
 def _nurse_list_problem(

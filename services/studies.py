@@ -193,20 +193,15 @@ def update_study(
                 )
             )
         study.languages = languages
-    after = study_snapshot(study)
-    changed = [name for name in after if after[name] != before[name]]
-    if changed:
-        session.flush()
-        audit.record(
-            session,
-            actor,
-            "study.update",
-            entity_type="study",
-            entity_id=study.id,
-            subject=audit.Subject(study_id=study.id),
-            before={name: before[name] for name in changed},
-            after={name: after[name] for name in changed},
-        )
+    _record_changes(
+        session,
+        actor,
+        "study",
+        study.id,
+        audit.Subject(study_id=study.id),
+        before,
+        study_snapshot(study),
+    )
     return study
 
 
@@ -225,21 +220,36 @@ def update_site(
         site.name = name
     if "timezone" in changes:
         site.timezone = timezone_name(changes["timezone"])
-    after = site_snapshot(site)
-    changed = [name for name in after if after[name] != before[name]]
-    if changed:
-        session.flush()
-        audit.record(
-            session,
-            actor,
-            "site.update",
-            entity_type="site",
-            entity_id=site.id,
-            subject=audit.Subject(study_id=site.study_id, site_id=site.id),
-            before={name: before[name] for name in changed},
-            after={name: after[name] for name in changed},
-        )
+    subject = audit.Subject(study_id=site.study_id, site_id=site.id)
+    _record_changes(session, actor, "site", site.id, subject, before, site_snapshot(site))
     return site
+
+
+def _record_changes(
+    session: Session,
+    actor: Actor,
+    entity_type: str,
+    entity_id: uuid.UUID,
+    subject: audit.Subject,
+    before: dict[str, object],
+    after: dict[str, object],
+) -> None:
+    """Audit what a PATCH changed, field by field; a PATCH that changed nothing leaves
+    no event."""
+    changed = [name for name in after if after[name] != before[name]]
+    if not changed:
+        return
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        f"{entity_type}.update",
+        entity_type=entity_type,
+        entity_id=entity_id,
+        subject=subject,
+        before={name: before[name] for name in changed},
+        after={name: after[name] for name in changed},
+    )
 
 
 def site_snapshot(site: Site) -> dict[str, object]:

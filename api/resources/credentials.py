@@ -14,6 +14,7 @@ from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
 from api.resources.participants import ActivationCodeSchema
+from api.resources.users import ReasonSchema
 from services import activation, password_reset
 
 blp = Blueprint(
@@ -22,14 +23,6 @@ blp = Blueprint(
     url_prefix="/api/v1",
     description="Password resets and activation codes triggered by staff",
 )
-
-
-class ResetTriggerSchema(ma.Schema):
-    reason = ma.fields.String(
-        required=True,
-        validate=ma.validate.Length(3, 500),
-        metadata={"description": "why (audited), e.g. 'patient phoned: forgot password'"},
-    )
 
 
 class ResetSentSchema(ma.Schema):
@@ -41,7 +34,7 @@ class ResetSentSchema(ma.Schema):
 @blp.route("/participants/<uuid:participant_id>/password-reset")
 class ParticipantPasswordReset(MethodView):
     @protected(blp, 403, 404, 409)
-    @blp.arguments(ResetTriggerSchema)
+    @blp.arguments(ReasonSchema)
     @blp.response(202, ResetSentSchema)
     def post(self, body: dict[str, Any], participant_id: uuid.UUID) -> Any:
         """Send an activated participant a reset code (coordinator of their site).
@@ -58,7 +51,7 @@ class ParticipantPasswordReset(MethodView):
 @blp.route("/users/<uuid:user_id>/password-reset")
 class UserPasswordReset(MethodView):
     @protected(blp, 403, 404, 409)
-    @blp.arguments(ResetTriggerSchema)
+    @blp.arguments(ReasonSchema)
     @blp.response(202, ResetSentSchema)
     def post(self, body: dict[str, Any], user_id: uuid.UUID) -> Any:
         """Send a staff member a reset code (admin; coordinators: nurses of their sites)."""
