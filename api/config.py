@@ -77,6 +77,16 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Settings that switch a protection off (or break it) at 0 or below.
+POSITIVE = (
+    "DCT_MAX_FAILED_LOGINS",
+    "DCT_LOCKOUT_MINUTES",
+    "DCT_LOGIN_ALERT_CEILING",
+    "DCT_RESET_CODE_MINUTES",
+    "DCT_EMAIL_MAX_ATTEMPTS",
+)
+
+
 def _coerce(default: Any, raw: str) -> Any:
     if isinstance(default, bool):
         return raw.strip().lower() in ("1", "true", "yes", "on")
@@ -105,6 +115,11 @@ def _check(settings: Mapping[str, Any]) -> None:
         raise RuntimeError("DCT_S3_BUCKET must be set for DCT_STORAGE_BACKEND=s3")
     if settings["DCT_CHECK_IN_MARGIN_MINUTES"] < 0:
         raise RuntimeError("DCT_CHECK_IN_MARGIN_MINUTES must be 0 or more")
+    for key in POSITIVE:
+        if settings[key] < 1:
+            raise RuntimeError(f"{key} must be 1 or more")
+    if settings["DCT_SIGNATURE_HOLD_HOURS"] < 0:
+        raise RuntimeError("DCT_SIGNATURE_HOLD_HOURS must be 0 or more")
     if settings["DCT_EMAIL_GATEWAY"] not in ("none", "console", "smtp"):
         raise RuntimeError("DCT_EMAIL_GATEWAY must be 'none', 'console' or 'smtp'")
     if settings["DCT_EMAIL_GATEWAY"] == "smtp" and not settings["DCT_SMTP_HOST"]:

@@ -15,6 +15,8 @@ from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+from services import lockout
+
 _MARK = "_dct_login_rate_limited"
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -29,8 +31,13 @@ def login_rate_limited(view: View) -> View:
     return view
 
 
+def client_network() -> str:
+    """Counted like the lock-out: per IPv4 address, per IPv6 /64."""
+    return lockout.client_network(get_remote_address())
+
+
 def init_app(app: Flask) -> Limiter:
-    limiter = Limiter(key_func=get_remote_address, default_limits=[], app=app)
+    limiter = Limiter(key_func=client_network, default_limits=[], app=app)
     limit_login = limiter.limit(login_limit, methods=["POST"])
     for endpoint, view in list(app.view_functions.items()):
         if getattr(view, _MARK, False):

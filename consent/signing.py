@@ -49,8 +49,9 @@ MEANINGS = {
 FIRST_SIGNERS = (SignerRole.PARTICIPANT, SignerRole.LAR)
 
 
-class QuizFailed(Conflict):
-    """The refused signature leaves nothing behind but the failed attempt's audit event."""
+class RefusedAttempt(Conflict):
+    """A signature refused for what the signer did or is (a failed quiz, a held
+    credential) leaves nothing behind but the attempt's audit event."""
 
     keep_changes = True
 
@@ -204,7 +205,7 @@ def _check_quiz(
             subject=participant_subject(participant),
             after={"correct": correct, "pass_mark": document.quiz_pass_mark},
         )
-        raise QuizFailed(
+        raise RefusedAttempt(
             f"the comprehension quiz was not passed ({correct} of {len(document.quiz)} correct, "
             f"{document.quiz_pass_mark} needed): go through the information again with the "
             "study team"
@@ -279,7 +280,16 @@ def sign(
     signer = _reauthenticate(session, actor, policy, request.password, participant, client)
     credential = credentials.signing_check(signer, hold=policy.signature_hold, now=utcnow())
     if credential.refused:
-        raise Conflict(credential.refused)
+        audit.record(
+            session,
+            actor,
+            "consent.signature_held",
+            entity_type="consent_document",
+            entity_id=document.id,
+            subject=participant_subject(participant),
+            after={"password_set_via": signer.password_set_via, "signer_role": request.role.value},
+        )
+        raise RefusedAttempt(credential.refused)
     _check_document(session, document, participant, request.document_sha256)
     discussion = discussions.latest(session, participant)
     if discussion is None:

@@ -19,11 +19,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services import audit, credentials, email_content
+from services import audit, credentials, email_content, sms_rules
 from services.actor import Actor
 from services.db import utcnow
 from services.email_gateway import EmailGateway, EmailGatewayError
-from services.models import EmailMessage, EmailStatus, PasswordResetCode, User
+from services.models import EmailMessage, EmailStatus, Participant, PasswordResetCode, User
 
 log = logging.getLogger("dct.email")
 
@@ -50,6 +50,9 @@ def _problem(session: Session, message: EmailMessage, user: User, now: dt.dateti
         return "account disabled"
     if not user.email:
         return "no e-mail address"
+    participant = session.scalars(select(Participant).where(Participant.user_id == user.id)).first()
+    if participant is not None and (problem := sms_rules.participant_problem(participant)):
+        return problem
     if message.password_reset_code_id:
         code = session.get_one(PasswordResetCode, message.password_reset_code_id)
         return credentials.code_problem(code, "reset", now)

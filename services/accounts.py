@@ -23,7 +23,7 @@ from services.actor import Actor, Role
 from services.db import utcnow
 from services.errors import Conflict, Forbidden, Invalid
 from services.models import LoginLockout, User, Visit, VisitStatus
-from services.validation import language_code, person_name, timezone_name
+from services.validation import audit_reason, language_code, person_name, timezone_name
 from services.visits import visible_visits
 
 MANAGERS = (Role.ADMIN, Role.COORDINATOR)
@@ -113,6 +113,8 @@ def update_user(
         raise Invalid("nothing to change", errors={"_schema": ["send at least one field"]})
     if actor.role != Role.ADMIN and changes.keys() & ADMIN_ONLY:
         raise Forbidden("only an admin changes the email an account logs in with")
+    if changes.keys() & people.CONTACT_CHANNELS:
+        require_whole_scope(actor, user)
     before = _state(user)
     role = Role(user.role)
     # No autoflush: the email's uniqueness check must run before a half-applied change
@@ -165,11 +167,16 @@ def _check_moves(actor: Actor, user: User, site_ids: list[uuid.UUID]) -> None:
         raise Forbidden("coordinators move nurses between their own sites only")
 
 
-def _reason(reason: str) -> str:
-    cleaned = " ".join(reason.split())
-    if not cleaned:
-        raise Invalid("reason required", errors={"reason": ["say why, for the audit trail"]})
-    return cleaned
+def require_whole_scope(actor: Actor, user: User) -> None:
+    """Where a nurse's phone or email goes, her reset codes go: a coordinator may change
+    them (or send her a code) only if they run every site she works for, so a
+    coordinator of one site cannot take over a nurse who also sees another's patients."""
+    if actor.role == Role.ADMIN or set(user.site_ids) <= actor.site_ids:
+        return
+    raise Forbidden(
+        "this nurse also works for sites you do not run: ask an admin to change her "
+        "contact data or send her a reset code"
+    )
 
 
 def deactivate(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) -> Account:
@@ -181,7 +188,7 @@ def deactivate(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) 
     if user_id == actor.user_id:
         raise Conflict("you cannot deactivate your own account; ask another admin")
     user = _managed(session, actor, user_id)
-    _set_active(session, actor, user, False, _reason(reason))
+    _set_active(session, actor, user, False, audit_reason(reason))
     identity.revoke_all_sessions(session, actor, user, "deactivated")
     return Account(user, future_visits(session, actor, user))
 
@@ -189,7 +196,7 @@ def deactivate(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) 
 def reactivate(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) -> User:
     """Let a deactivated account log in again (with its password; no session returns)."""
     user = _managed(session, actor, user_id)
-    _set_active(session, actor, user, True, _reason(reason))
+    _set_active(session, actor, user, True, audit_reason(reason))
     return user
 
 
@@ -217,7 +224,7 @@ def unlock(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) -> U
     """Clear every log-in lock-out of the account (from every client address) and its
     failure count, for a holder the lock-out keeps out after their identity was checked."""
     user = _managed(session, actor, user_id)
-    reason = _reason(reason)
+    reason = audit_reason(reason)
     lockouts = session.scalar(
         select(func.count()).select_from(LoginLockout).where(LoginLockout.user_id == user.id)
     )

@@ -45,23 +45,33 @@ def set_password(
 ) -> None:
     """Set a new password and its provenance; every lock-out of the account ends.
 
-    Two origins inherit: a change made with a staff-influenced password still within
-    its hold keeps that origin and time (else the taker could change the password to
-    shed the hold), and a reset the holder asked for soon after staff changed their
-    phone or email counts as staff-triggered (the code may have gone to staff)."""
+    Origins carry over where a taker could otherwise shed them:
+    - a change, or a reset the holder asked for, made while a staff-influenced
+      password is within its hold keeps that origin and time (a reset after an
+      activation would otherwise strip the activation's flag, a change the hold);
+      only a reset the holder asks for lifts a staff-triggered reset's hold;
+    - a reset the holder asked for while their phone or email is one staff set and
+      they have not confirmed counts as staff-triggered: the code went there.
+    """
     passwords.check_strength(password)
-    inherited = user.password_set_via in STAFF_INFLUENCED and _within(
-        user.password_set_at, hold, now
-    )
-    if origin == PasswordOrigin.CHANGE and inherited:
-        origin, now_set = PasswordOrigin(user.password_set_via), user.password_set_at
-    else:
-        now_set = now
-    if origin == PasswordOrigin.SELF_RESET and _within(user.contact_changed_by_staff_at, hold, now):
+    previous = PasswordOrigin(user.password_set_via) if user.password_set_via else None
+    within_hold = previous in STAFF_INFLUENCED and _within(user.password_set_at, hold, now)
+    set_at = now
+    if origin == PasswordOrigin.SELF_RESET and user.contact_changed_by_staff_at is not None:
         origin = PasswordOrigin.STAFF_RESET
+    elif within_hold and (
+        origin == PasswordOrigin.CHANGE
+        or (origin == PasswordOrigin.SELF_RESET and previous == PasswordOrigin.ACTIVATION)
+    ):
+        origin, set_at = previous, user.password_set_at
     user.password_hash = passwords.hash_password(password)
-    user.password_set_via, user.password_set_at = origin.value, now_set
+    user.password_set_via, user.password_set_at = origin.value, set_at
     lockout.clear_all(session, user)
+
+
+def holder_confirmed_contact(user: User) -> None:
+    """The holder set their own phone or email: reset codes sent there are theirs."""
+    user.contact_changed_by_staff_at = None
 
 
 @dataclass(frozen=True)

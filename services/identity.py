@@ -252,7 +252,12 @@ def activate(
         )
     claimed = session.execute(
         update(ActivationCode)
-        .where(ActivationCode.id == record.id, ActivationCode.used_at.is_(None))
+        .where(
+            ActivationCode.id == record.id,
+            ActivationCode.used_at.is_(None),
+            ActivationCode.revoked_at.is_(None),
+            ActivationCode.expires_at > now,
+        )
         .values(used_at=now)
     ).rowcount
     if claimed != 1:

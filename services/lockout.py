@@ -12,12 +12,14 @@ password), so it tells nobody whether an account exists or is locked.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_
+from sqlalchemy import delete, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services import audit, crypto
 from services.actor import Actor
@@ -34,8 +36,22 @@ class LockoutPolicy:
     alert_ceiling: int = 50
 
 
+def client_network(address: str | None) -> str:
+    """The unit a client is counted by: an IPv4 address, or an IPv6 /64, since one
+    subscriber is routinely given a whole /64 and could otherwise rotate through it."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or UNKNOWN_ADDRESS
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def client_key(address: str | None) -> str:
-    return crypto.blind_index(address or UNKNOWN_ADDRESS, "client-address")
+    return crypto.blind_index(client_network(address), "client-address")
 
 
 def locked_until(
@@ -66,7 +82,14 @@ def count_failure(
         row.failures = 0  # wrong passwords long apart are typos, not a guesser
     row.failures += 1
     row.updated_at = now
-    user.failed_logins += 1
+    # Counted in SQL: concurrent failures must all add up towards the alert.
+    user_failures = session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+    ).scalar_one()
+    set_committed_value(user, "failed_logins", user_failures)
     subject = audit.Subject(user_id=user.id)
     acting = actor.as_account(user.id, user.role)
     audit.record(

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from services import audit, credentials, identity, passwords, sms_rules
+from services import accounts, audit, credentials, identity, passwords, people, sms_rules
 from services.access import get_visible, require_role, visible_participants, visible_users
 from services.actor import Actor, Role
 from services.db import utcnow
 from services.errors import Conflict, Unauthenticated
 from services.models import EmailMessage, Participant, PasswordResetCode, User
+from services.validation import audit_reason
 
 # A self-service request is answered without a word of whether it did anything; these
 # cap how many codes (and so SMS) one account can be sent an hour.
@@ -41,15 +42,11 @@ class ResetSent:
 
 
 def _subject(session: Session, user: User) -> audit.Subject:
+    """A patient's account events go with their participation's trail."""
     participant = session.scalars(select(Participant).where(Participant.user_id == user.id)).first()
     if participant is None:
         return audit.Subject(user_id=user.id)
-    return audit.Subject(
-        study_id=participant.study_id,
-        site_id=participant.site_id,
-        participant_id=participant.id,
-        user_id=user.id,
-    )
+    return people.participant_subject(participant)
 
 
 def _channel(policy: identity.AuthPolicy, user: User) -> str | None:
@@ -184,18 +181,25 @@ def trigger_for_user(
 ) -> ResetSent:
     """Admins for any staff account, coordinators for the nurses of their sites."""
     user = get_visible(session, visible_users(actor), user_id, "user")
+    accounts.require_whole_scope(actor, user)
     return _trigger(session, actor, policy, user, reason)
 
 
 def _trigger(
     session: Session, actor: Actor, policy: identity.AuthPolicy, user: User, reason: str
 ) -> ResetSent:
+    reason = audit_reason(reason)
     if user.id == actor.user_id:
         raise Conflict("change your own password with POST /api/v1/auth/password")
     if not user.is_active:
         raise Conflict("this account is deactivated: reactivate it first")
     if not user.activated:
         raise Conflict("this account has no password yet: issue it an activation code instead")
+    if _codes_last_hour(session, user) >= MAX_CODES_PER_HOUR:
+        raise Conflict(
+            f"{MAX_CODES_PER_HOUR} reset codes were sent to this account in the last hour; "
+            "ask the holder to use the newest one, or try again later"
+        )
     channel = _channel(policy, user)
     if channel is None:
         raise Conflict(
@@ -242,7 +246,12 @@ def confirm_reset(
     # may have been set yet; a weak password (Invalid) rolls the claim back.
     claimed = session.execute(
         update(PasswordResetCode)
-        .where(PasswordResetCode.id == row.id, PasswordResetCode.used_at.is_(None))
+        .where(
+            PasswordResetCode.id == row.id,
+            PasswordResetCode.used_at.is_(None),
+            PasswordResetCode.revoked_at.is_(None),
+            PasswordResetCode.expires_at > now,
+        )
         .values(used_at=now)
     ).rowcount
     if claimed != 1:

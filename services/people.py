@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services import audit, crypto, sms_rules
+from services import audit, credentials, crypto, sms_rules
 from services.access import get_visible, require_role, visible_participants, visible_sites
 from services.activation import issue_activation_code
 from services.actor import Actor, Role
@@ -322,8 +322,11 @@ def update_participant(
         for name, value in changes.items():
             _apply_change(session, participant, name, value)
         _check_login_phone_free(session, user)
-    if actor.role != Role.PATIENT and changes.keys() & CONTACT_CHANNELS:
-        user.contact_changed_by_staff_at = utcnow()
+    if changes.keys() & CONTACT_CHANNELS:
+        if actor.role == Role.PATIENT:
+            credentials.holder_confirmed_contact(user)
+        else:
+            user.contact_changed_by_staff_at = utcnow()
     session.flush()
     after = participant_snapshot(participant)
     after.update({name: audit.REDACTED for name in changes if name in audit.DIRECT_IDENTIFIERS})

@@ -92,10 +92,11 @@ def _at_local(day: dt.date, time: dt.time, zone: ZoneInfo) -> dt.datetime:
 
 
 def _contactable(participant: Participant | None) -> bool:
-    return participant is not None and _participant_problem(participant) is None
+    return participant is not None and participant_problem(participant) is None
 
 
-def _participant_problem(participant: Participant) -> str | None:
+def participant_problem(participant: Participant) -> str | None:
+    """Why the study must not contact this participant (by SMS or e-mail), if so."""
     if ParticipantStatus.WITHDRAWN.value in (participant.status, participant.consent_state):
         return "participant withdrawn"
     if not participant.contact_allowed:
@@ -497,7 +498,7 @@ def _nurse_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[s
 def still_relevant(session: Session, message: SmsMessage) -> str | None:
     """None when the message should still go; else why not, for its status_reason."""
     if message.participant_id:
-        problem = _participant_problem(session.get(Participant, message.participant_id))
+        problem = participant_problem(session.get(Participant, message.participant_id))
         if problem:
             return problem
     check = _CHECKS.get(message.template)

@@ -79,6 +79,14 @@ def person_name(raw: str, *, field: str = "full_name") -> str:
     return value
 
 
+def audit_reason(raw: str, *, field: str = "reason") -> str:
+    """A reason for the audit trail: white space folded, never blank."""
+    cleaned = " ".join(raw.split())
+    if not cleaned:
+        raise Invalid("reason required", errors={field: ["say why, for the audit trail"]})
+    return cleaned
+
+
 def birth_date(value: dt.date | None, *, field: str = "date_of_birth") -> dt.date | None:
     if value is not None and not dt.date(1900, 1, 1) <= value <= dt.date.today():
         raise Invalid("invalid date of birth", errors={field: ["must be in the past, after 1900"]})

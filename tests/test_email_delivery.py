@@ -185,3 +185,21 @@ def test_production_refuses_the_console_mail_gateway_and_smtp_needs_a_host():
         load({"DCT_EMAIL_GATEWAY": "pigeon"})
     with pytest.raises(RuntimeError, match="DCT_EMAIL_GATEWAY must be smtp or none"):
         load({"DCT_ENV": "production", "DCT_EMAIL_GATEWAY": "console"})
+
+
+def test_no_e_mail_goes_to_a_participant_who_wants_no_contact(
+    mail_app, connection, db, world, smtp_server
+):
+    patient = world.patient_a
+    mail_app.test_client().post("/api/v1/auth/password-reset", json={"email": patient.user.email})
+    patient.participant.contact_allowed = False
+    db.flush()
+
+    assert run_dispatch(mail_app, connection) == 0
+
+    assert smtp_server.inbox.received == []
+    (row,) = outbox(db)
+    assert (row.status, row.status_reason) == (
+        "skipped",
+        "participant does not wish to be contacted",
+    )

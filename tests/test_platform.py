@@ -329,3 +329,19 @@ def test_answers_are_never_cached_nor_sniffed(client):
     response = client.get("/healthz")
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("DCT_LOGIN_ALERT_CEILING", 0),
+        ("DCT_MAX_FAILED_LOGINS", 0),
+        ("DCT_LOCKOUT_MINUTES", -1),
+        ("DCT_RESET_CODE_MINUTES", 0),
+        ("DCT_EMAIL_MAX_ATTEMPTS", 0),
+        ("DCT_SIGNATURE_HOLD_HOURS", -1),
+    ],
+)
+def test_a_setting_that_would_switch_a_protection_off_is_refused(key, value):
+    with pytest.raises(RuntimeError, match=key):
+        config.load({key: value})

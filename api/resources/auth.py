@@ -60,7 +60,8 @@ class ResetAcceptedSchema(ma.Schema):
 
 
 RESET_ACCEPTED = {
-    "detail": "If an account matches, a reset code is on its way to the account's phone. "
+    "detail": "If an account matches, a reset code is on its way to its e-mail address or "
+    "phone. "
     "It is valid for a limited time; confirm it at /api/v1/auth/password-reset/confirm."
 }
 
@@ -161,7 +162,8 @@ class PasswordReset(MethodView):
     @blp.response(202, ResetAcceptedSchema)
     @documents_errors(blp, 429)
     def post(self, body: dict[str, Any]) -> dict[str, str]:
-        """Ask for a password reset code: it goes by SMS to the account's phone on file.
+        """Ask for a password reset code: it goes to the account holder alone, by e-mail
+        where the account has an address and e-mail is configured, else by SMS.
 
         Always 202, whether or not the account exists, so the answer tells nobody
         who has an account. The code is never in any answer; it is valid for 30

@@ -27,7 +27,7 @@ blp = Blueprint(
 
 class ResetSentSchema(ma.Schema):
     user_id = ma.fields.UUID()
-    channel = ma.fields.String(metadata={"description": "where the code went: sms"})
+    channel = ma.fields.String(metadata={"description": "where the code went: sms or email"})
     expires_at = UtcDateTime()
 
 
@@ -39,7 +39,8 @@ class ParticipantPasswordReset(MethodView):
     def post(self, body: dict[str, Any], participant_id: uuid.UUID) -> Any:
         """Send an activated participant a reset code (coordinator of their site).
 
-        The code goes to the phone on file, never into this answer. Signatures made
+        The code goes to the holder's e-mail address or phone on file, never into this
+        answer. Signatures made
         with a password set this way are refused for 24 hours (see the Part 11 note
         in docs/part11-credentials.md).
         """

@@ -209,6 +209,7 @@ def test_the_reset_code_is_never_in_an_answer_or_stored_in_clear(client, db, con
 
 def test_reset_sets_the_password_and_ends_every_session(client, db, world):
     patient = world.patient_a.user
+    age_password(db, patient, 30)  # activated long ago: a plain self-service reset
     phone_tokens, tablet_tokens = login(client, patient), login(client, patient)
 
     client.post(RESET, json={"email": patient.email})
@@ -674,3 +675,130 @@ def test_a_coordinator_cannot_reset_a_nurse_of_another_site(client, db, world):
     )
 
     assert_problem(response, 404)
+
+
+# --- what a second reader tried ------------------------------------------------------
+
+
+def staff_changes_phone(client: FlaskClient, world: World, hours_ago: float, db: Session) -> None:
+    patient = world.patient_a
+    changed = client.patch(
+        f"/api/v1/participants/{patient.participant.id}",
+        json={"phone": "+32470999111"},
+        headers=headers_for(client, world.coordinator_a),
+    )
+    assert changed.status_code == 200
+    db.execute(
+        update(User)
+        .where(User.id == patient.user.id)
+        .values(contact_changed_by_staff_at=utcnow() - dt.timedelta(hours=hours_ago))
+    )
+
+
+def test_a_phone_staff_set_long_ago_still_makes_a_self_reset_staff_triggered(
+    client, db, world, document
+):
+    """Waiting out the hold after pointing the phone at oneself gains nothing: the mark
+    stays until the holder sets their contact data themselves."""
+    staff_changes_phone(client, world, 25, db)
+    client.post(RESET, json={"email": world.patient_a.user.email})
+    (code,) = reset_codes_sent(db, world.patient_a.user)
+    assert confirm(client, code, PASSWORD).status_code == 200
+
+    assert_problem(sign(client, world.patient_a.user, document, world.patient_a), 409)
+    (reset,) = audit_events(db, "auth.password_reset", world.patient_a.user.id)
+    assert reset.after == {"origin": "staff_reset"}
+
+
+def test_the_holder_setting_their_own_phone_confirms_it(client, db, world, document):
+    patient = world.patient_a
+    staff_changes_phone(client, world, 25, db)
+    own = client.patch(
+        f"/api/v1/participants/{patient.participant.id}",
+        json={"phone": "+32470999112"},
+        headers=headers_for(client, patient.user),
+    )
+    assert own.status_code == 200
+    client.post(RESET, json={"email": patient.user.email})
+    (code,) = reset_codes_sent(db, patient.user)
+    assert confirm(client, code, PASSWORD).status_code == 200
+    age_password(db, patient.user, 25)
+
+    assert sign(client, patient.user, document, patient).status_code == 201
+
+
+def test_a_self_reset_right_after_activation_keeps_the_activation_flag(client, db, world):
+    document = make_consent_document(db, world.study)
+    newcomer = make_participant(db, world.site_a, activated=False, coordinator=world.coordinator_a)
+    activated = client.post(
+        "/api/v1/auth/activate",
+        json={"activation_code": newcomer.activation_code, "password": PASSWORD},
+    )
+    assert activated.status_code == 200
+    client.post(RESET, json={"email": newcomer.user.email})
+    (code,) = reset_codes_sent(db, newcomer.user)
+    assert confirm(client, code, PASSWORD).status_code == 200
+    record_discussion(db, newcomer, world.coordinator_a)
+
+    signed = sign(client, newcomer.user, document, newcomer)
+
+    assert signed.get_json()["credential_note"].startswith("password set with a staff-issued")
+
+
+def test_a_held_signature_is_audited(client, db, world, document):
+    trigger(client, world)
+    (code,) = reset_codes_sent(db, world.patient_a.user)
+    confirm(client, code, PASSWORD)
+
+    assert_problem(sign(client, world.patient_a.user, document, world.patient_a), 409)
+
+    (held,) = audit_events(db, "consent.signature_held", document.id)
+    assert held.after == {"password_set_via": "staff_reset", "signer_role": "participant"}
+    assert held.participant_id == world.patient_a.participant.id
+
+
+def test_a_coordinator_cannot_redirect_or_reset_a_nurse_shared_with_another_site(client, db, world):
+    nurse = make_staff(db, Role.NURSE, sites=[world.site_a, world.site_b])
+    coordinator = headers_for(client, world.coordinator_a)
+
+    phone = client.patch(
+        f"/api/v1/users/{nurse.id}", json={"phone": "+32470999222"}, headers=coordinator
+    )
+    reset = client.post(
+        f"/api/v1/users/{nurse.id}/password-reset",
+        json={"reason": "nurse phoned"},
+        headers=coordinator,
+    )
+    by_admin = client.patch(
+        f"/api/v1/users/{nurse.id}",
+        json={"phone": "+32470999222"},
+        headers=headers_for(client, world.admin),
+    )
+
+    assert "ask an admin" in assert_problem(phone, 403)["detail"]
+    assert "ask an admin" in assert_problem(reset, 403)["detail"]
+    assert by_admin.status_code == 200
+    assert reset_codes_sent(db, nurse) == []
+
+
+def test_a_blank_reason_is_refused(client, db, world):
+    assert "reason" in assert_problem(trigger(client, world, reason="   "), 422)["errors"]
+    assert reset_codes_sent(db, world.patient_a.user) == []
+
+
+def test_staff_triggered_resets_share_the_hourly_cap(client, db, world):
+    answers = [trigger(client, world).status_code for _ in range(4)]
+
+    assert answers == [202, 202, 202, 409]
+    assert len(reset_codes_sent(db, world.patient_a.user)) == 3
+
+
+def test_a_replaced_code_cannot_be_claimed(client, db, world):
+    """The claim itself checks the code is live, not only the read before it."""
+    patient = world.patient_a.user
+    client.post(RESET, json={"email": patient.email})
+    (code,) = reset_codes_sent(db, patient)
+    db.execute(update(PasswordResetCode).values(revoked_at=utcnow()))
+
+    assert_problem(confirm(client, code), 401)
+    assert can_log_in(client, patient, PASSWORD)

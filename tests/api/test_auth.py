@@ -697,3 +697,38 @@ def test_tokens_of_an_expired_session_stop_working(client, db):
 
     assert_problem(client.get(ME, headers=bearer(tokens)), 401)
     assert_problem(refresh_with(client, tokens["refresh_token"]), 401)
+
+
+def test_an_ipv6_attacker_cannot_rotate_through_their_64(make_app, db):
+    other = make_app(DCT_MAX_FAILED_LOGINS=3).test_client()
+    admin = make_staff(db, Role.ADMIN)
+    wrong = {"email": admin.email, "password": "not the password"}
+    for host in range(1, 4):
+        other.post(LOGIN, json=wrong, environ_base={"REMOTE_ADDR": f"2001:db8:1:2::{host}"})
+
+    same_64 = other.post(
+        LOGIN,
+        json={"email": admin.email, "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": "2001:db8:1:2:ffff::9"},
+    )
+    next_64 = other.post(
+        LOGIN,
+        json={"email": admin.email, "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": "2001:db8:1:3::1"},
+    )
+
+    assert same_64.status_code == 401
+    assert next_64.status_code == 200
+
+
+def test_the_rate_limit_counts_an_ipv6_64_as_one_client(make_app, db):
+    limited = make_app(DCT_LOGIN_RATE_LIMIT="2 per minute").test_client()
+    admin = make_staff(db, Role.ADMIN)
+    body = {"email": admin.email, "password": PASSWORD}
+
+    answers = [
+        limited.post(LOGIN, json=body, environ_base={"REMOTE_ADDR": f"2001:db8::{n}"}).status_code
+        for n in range(1, 4)
+    ]
+
+    assert answers == [200, 200, 429]
