@@ -62,7 +62,10 @@ def _expired(_header: dict[str, Any], payload: dict[str, Any]) -> Response:
 
 @jwt.revoked_token_loader
 def _revoked(_header: dict[str, Any], _payload: dict[str, Any]) -> Response:
-    return _unauthorised("this token was revoked (log-out or a reused refresh token); log in")
+    return _unauthorised(
+        "this token was revoked (log-out, a reused refresh token, a new password or a "
+        "deactivated account); log in"
+    )
 
 
 @jwt.token_in_blocklist_loader
