@@ -40,6 +40,7 @@ pytest_plugins = [
 ]
 
 TEST_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
+TEST_AUDIT_KEY = os.urandom(32)
 TEST_JWT_SECRET = base64.urlsafe_b64encode(os.urandom(48)).decode()
 # Uploaded files of the whole test session; each test's database rows roll back, and
 # files no row points to are harmless here.
@@ -62,6 +63,7 @@ def app_settings(database_url: str, **extra: object) -> dict[str, object]:
         "DATABASE_URL": database_url,
         "JWT_SECRET_KEY": TEST_JWT_SECRET,
         "DCT_ENCRYPTION_KEY": TEST_KEY,
+        "DCT_AUDIT_KEY": base64.urlsafe_b64encode(TEST_AUDIT_KEY).decode(),
         "DCT_PASSWORD_HASH_CHEAP": True,
         "DCT_LOGIN_RATE_LIMIT": "10000 per minute",
         "DCT_LOG_LEVEL": "WARNING",
