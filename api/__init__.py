@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, config, content_types, db, errors, headers, limits, logs
+from api import auth, config, content_types, cors, db, errors, headers, limits, logs
 from api.openapi import Api, init_docs_assets, openapi_config
 from api.resources import BLUEPRINTS
 from services import crypto, passwords
@@ -33,6 +33,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     logs.init_app(app)
     headers.init_app(app)
+    cors.init_app(app)  # before the routes' checks: a preflight carries no token
     db.init_app(app)
     app.extensions["storage"] = make_storage(settings)
     auth.init_app(app)

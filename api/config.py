@@ -7,6 +7,7 @@ start with a missing or development secret.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,10 @@ DEFAULTS: dict[str, Any] = {
     "DCT_S3_REGION": "",
     "DCT_UPLOAD_MAX_BYTES": 200 * 1024 * 1024,
     "DCT_UPLOAD_MAX_BYTES_BY_KIND": "",
+    "DCT_ZIP_MAX_ENTRIES": 10_000,
+    "DCT_ZIP_MAX_UNCOMPRESSED_BYTES": 1024 * 1024 * 1024,
+    "DCT_ZIP_MAX_RATIO": 100,
+    "DCT_CORS_ORIGINS": "",
     "DCT_TUS_EXPIRY_HOURS": 24,
     "DCT_SCHEDULER_ENABLED": True,
     "DCT_SMS_GATEWAY": "console",
@@ -84,7 +89,18 @@ POSITIVE = (
     "DCT_LOGIN_ALERT_CEILING",
     "DCT_RESET_CODE_MINUTES",
     "DCT_EMAIL_MAX_ATTEMPTS",
+    "DCT_ZIP_MAX_ENTRIES",
+    "DCT_ZIP_MAX_UNCOMPRESSED_BYTES",
+    "DCT_ZIP_MAX_RATIO",
 )
+# A browser origin as the Origin header spells it: scheme, host, optional port.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def cors_origins(settings: Mapping[str, Any]) -> list[str]:
+    """DCT_CORS_ORIGINS as a list: exact origins, comma-separated; none by default.
+    No wildcard: an allow-list names each staff tool."""
+    return [origin.strip() for origin in settings["DCT_CORS_ORIGINS"].split(",") if origin.strip()]
 
 
 def _coerce(default: Any, raw: str) -> Any:
@@ -135,6 +151,11 @@ def _check(settings: Mapping[str, Any]) -> None:
             "DCT_SMS_GATEWAY=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
             "TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER"
         )
+    for origin in cors_origins(settings):
+        if not _ORIGIN.fullmatch(origin):
+            raise RuntimeError(
+                f"DCT_CORS_ORIGINS: {origin!r} is not an origin such as https://tools.example.org"
+            )
     decode_master_key(settings["DCT_ENCRYPTION_KEY"])
     if settings["DCT_ENV"] != "production":
         return
