@@ -38,9 +38,9 @@ def visible_sites(actor: Actor) -> Select[tuple[Site]]:
 
 
 def visible_participants(actor: Actor) -> Select[tuple[Participant]]:
-    """Admins and monitors see every participant of their scope, pseudonymised by the
-    API; coordinators their sites; patients themselves; nurses the participants of
-    visits assigned to them."""
+    """Admins and monitors see every participant of their scope, pseudonymised (what
+    each role reads of a record is services.disclosure's rule); coordinators their
+    sites; patients themselves; nurses the participants of visits assigned to them."""
     query = select(Participant)
     if actor.role == Role.ADMIN:
         return query
@@ -78,11 +78,6 @@ def visible_study_versions(actor: Actor, model: type[T], draft: str) -> Select[t
         own_study = select(Participant.study_id).where(Participant.id == actor.participant_id)
         return query.where(model.study_id.in_(own_study), model.status != draft)
     return query.where(model.study_id.in_(visible_studies(actor).with_only_columns(Study.id)))
-
-
-def sees_identity(actor: Actor) -> bool:
-    """Direct identifiers go only to those who care for the participant."""
-    return actor.role in (Role.COORDINATOR, Role.NURSE, Role.PATIENT)
 
 
 def require_role(actor: Actor, *roles: Role) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services import disclosure
 from services.actor import Role
 from services.epro_definitions import BOUNDED_TYPES, CHOICE_TYPES, FIXED_BOUNDS, Item
 from services.models import EproResponse, Questionnaire, QuestionnaireStatus, ResponseStatus
@@ -19,6 +20,9 @@ MEDIA_TYPE = "application/fhir+json"
 MIN_VALUE = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE = "http://hl7.org/fhir/StructureDefinition/maxValue"
 TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
+DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+# How long a withheld answer is (our extension; FHIR has none for it).
+WITHHELD_LENGTH = "https://dct.example/fhir/StructureDefinition/withheld-length"
 
 STATUS = {
     QuestionnaireStatus.DRAFT.value: "draft",
@@ -169,29 +173,52 @@ def _author(response: EproResponse, subject: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _answers(item: Item, value: Any) -> list[dict[str, Any]]:
+def _withheld(key: str, value: str) -> dict[str, Any]:
+    """A withheld free-text answer: the primitive without its value, with FHIR's
+    data-absent-reason `masked` (absent for privacy) and the text's length."""
+    marker = disclosure.withheld(value)
+    return {
+        f"_{key}": {
+            "extension": [
+                {"url": DATA_ABSENT_REASON, "valueCode": "masked"},
+                {"url": WITHHELD_LENGTH, "valueInteger": marker["length"]},
+            ]
+        }
+    }
+
+
+def _answers(item: Item, value: Any, withhold: bool) -> list[dict[str, Any]]:
     key = _value_key("value", item)
     if item["type"] in CHOICE_TYPES:
         chosen = value if isinstance(value, list) else [value]
         return [{key: {"code": code}} for code in chosen]
+    if withhold and item["type"] == disclosure.FREE_TEXT_ITEM_TYPE:
+        return [_withheld(key, value)]
     return [{key: value}]
 
 
-def _answered_items(items: list[Item], answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _answered_items(
+    items: list[Item], answers: list[dict[str, Any]], withhold: bool
+) -> list[dict[str, Any]]:
     """Answered items in the questionnaire's order."""
     values = {answer["item"]: answer["value"] for answer in answers}
     return [
-        {"linkId": item["link_id"], "answer": _answers(item, values[item["link_id"]])}
+        {"linkId": item["link_id"], "answer": _answers(item, values[item["link_id"]], withhold)}
         for item in items
         if item["link_id"] in values
     ]
 
 
 def questionnaire_response(
-    response: EproResponse, version: Questionnaire, subject_code: str
+    response: EproResponse,
+    version: Questionnaire,
+    subject_code: str,
+    *,
+    withhold_free_text: bool = False,
 ) -> dict[str, Any]:
     """The response as a FHIR R4 QuestionnaireResponse: the subject by subject code and
-    staff by user id, never by name."""
+    staff by user id, never by name; free-text answers withheld when told (for those
+    `disclosure.sees_free_text` refuses)."""
     subject = {"identifier": {"value": subject_code}}
     resource: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse",
@@ -202,7 +229,7 @@ def questionnaire_response(
         "authored": response.completed_at.isoformat().replace("+00:00", "Z"),
         "source": {"type": "Patient", **subject},
         "author": _author(response, subject),
-        "item": _answered_items(version.items, response.answers),
+        "item": _answered_items(version.items, response.answers, withhold_free_text),
     }
     if response.client_id is not None:
         resource["identifier"] = {

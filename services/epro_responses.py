@@ -21,7 +21,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services import audit, epro_fhir, validation
+from services import audit, disclosure, epro_fhir, validation
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
 from services.consent_gate import require_current_consent
@@ -83,6 +83,8 @@ class Context:
 
     subject_code: str
     superseded_by: uuid.UUID | None
+    # The items whose answers are free text, which not every reader receives.
+    free_text_items: frozenset[str]
 
 
 def _visible_participant_ids(actor: Actor) -> Select[Any]:
@@ -454,7 +456,7 @@ def get_response(session: Session, actor: Actor, response_id: uuid.UUID) -> Epro
 
 
 def contexts(session: Session, responses: Sequence[EproResponse]) -> dict[uuid.UUID, Context]:
-    """Subject codes and successors of a page of responses."""
+    """Subject codes, successors and free-text items of a page of responses."""
     ids = [response.id for response in responses]
     successors = dict(
         session.execute(
@@ -468,8 +470,17 @@ def contexts(session: Session, responses: Sequence[EproResponse]) -> dict[uuid.U
         pid: session.get(Participant, pid).subject_code
         for pid in {response.participant_id for response in responses}
     }
+    # A page is usually of one or two questionnaire versions.
+    free_text = {
+        qid: disclosure.free_text_items(session.get(Questionnaire, qid).items)
+        for qid in {response.questionnaire_id for response in responses}
+    }
     return {
-        response.id: Context(codes[response.participant_id], successors.get(response.id))
+        response.id: Context(
+            codes[response.participant_id],
+            successors.get(response.id),
+            free_text[response.questionnaire_id],
+        )
         for response in responses
     }
 
@@ -483,4 +494,5 @@ def fhir_questionnaire_response(
         response,
         session.get(Questionnaire, response.questionnaire_id),
         contexts(session, [response])[response.id].subject_code,
+        withhold_free_text=not disclosure.sees_free_text(actor),
     )

@@ -12,6 +12,7 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
+from api.resources.schemas import WITHHELD_NOTE, DisclosedSchema, FreeText
 from services.audit import visible_events
 from services.models import AuditEvent
 
@@ -26,7 +27,16 @@ class AuditQuerySchema(ma.Schema):
     until = UtcDateTime()
 
 
-class AuditEventSchema(ma.Schema):
+class AuditEventSchema(DisclosedSchema):
+    """Monitors and admins read reasons, and the free text inside before and after,
+    withheld (services.disclosure)."""
+
+    RESOURCE = "audit_event"
+    _PAYLOAD = (
+        "values under free-text keys (notes, reasons, file names, a correction's answers) "
+        f"are free text: {WITHHELD_NOTE}"
+    )
+
     id = ma.fields.UUID()
     occurred_at = UtcDateTime()
     actor_id = ma.fields.UUID(allow_none=True)
@@ -37,9 +47,9 @@ class AuditEventSchema(ma.Schema):
     study_id = ma.fields.UUID(allow_none=True)
     site_id = ma.fields.UUID(allow_none=True)
     participant_id = ma.fields.UUID(allow_none=True)
-    before = ma.fields.Dict(allow_none=True)
-    after = ma.fields.Dict(allow_none=True)
-    reason = ma.fields.String(allow_none=True)
+    before = ma.fields.Dict(allow_none=True, metadata={"description": _PAYLOAD})
+    after = ma.fields.Dict(allow_none=True, metadata={"description": _PAYLOAD})
+    reason = FreeText("why, as the actor gave it (or the system wrote it)")
     request_id = ma.fields.String(allow_none=True)
     chain = ma.fields.String()
     seq = ma.fields.Integer()

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import marshmallow as ma
 
-from api.auth import current_actor
 from api.fields import UtcDateTime
-from api.resources.schemas import EntitySchema
+from api.resources.schemas import DisclosedSchema, FreeText
 from consent.models import ConsentStatus
-from services.access import sees_identity
 
 
 def credential_note_field() -> ma.fields.String:
@@ -24,7 +20,11 @@ def credential_note_field() -> ma.fields.String:
     )
 
 
-class ConsentRecordSchema(EntitySchema):
+class ConsentRecordSchema(DisclosedSchema):
+    """Monitors read the withdrawal reason withheld (services.disclosure)."""
+
+    RESOURCE = "consent"
+
     id = ma.fields.UUID()
     participant_id = ma.fields.UUID()
     document_id = ma.fields.UUID()
@@ -40,15 +40,17 @@ class ConsentRecordSchema(EntitySchema):
     contact_withdrawn_at = UtcDateTime(allow_none=True)
     completed_at = UtcDateTime(allow_none=True)
     withdrawn_at = UtcDateTime(allow_none=True)
-    withdrawal_reason = ma.fields.String(allow_none=True)
+    withdrawal_reason = FreeText("how the participant expressed the withdrawal")
     pdf_sha256 = ma.fields.String(
         allow_none=True, metadata={"description": "SHA-256 of the signed copy once produced"}
     )
     created_at = UtcDateTime()
 
 
-class ListedSignatureSchema(EntitySchema):
+class ListedSignatureSchema(DisclosedSchema):
     """A signature as listed with its consent; no image (it is in the signed PDF)."""
+
+    RESOURCE = "consent_signature"
 
     id = ma.fields.UUID()
     signer_role = ma.fields.String()
@@ -61,12 +63,6 @@ class ListedSignatureSchema(EntitySchema):
     intact = ma.fields.Boolean(
         metadata={"description": "false when the stored manifestation fails verification"}
     )
-
-    @ma.post_dump
-    def _pseudonymise(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        if not sees_identity(current_actor()):
-            data.pop("printed_name", None)
-        return data
 
 
 class ConsentWithSignaturesSchema(ConsentRecordSchema):

@@ -18,7 +18,7 @@ from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
 from api.resources.consent_schemas import ConsentWithSignaturesSchema, credential_note_field
 from api.resources.participants import ParticipantSchema
-from api.resources.schemas import EntitySchema, With
+from api.resources.schemas import DisclosedSchema, FreeText, With
 from consent import discussions, records, signing
 from consent.models import Consent, ConsentDiscussion, ConsentSignature, SignerRole
 from services import enrolment
@@ -65,12 +65,14 @@ class ConsentDiscussionCreateSchema(ma.Schema):
     witness_name = ma.fields.String(load_default=None, validate=ma.validate.Length(1, 200))
 
 
-class ConsentDiscussionSchema(ma.Schema):
+class ConsentDiscussionSchema(DisclosedSchema):
+    RESOURCE = "consent_discussion"
+
     id = ma.fields.UUID()
     participant_id = ma.fields.UUID()
     mode = ma.fields.String()
     held_at = UtcDateTime()
-    notes = ma.fields.String(allow_none=True)
+    notes = FreeText("what was discussed")
     participant_can_read = ma.fields.Boolean()
     with_lar = ma.fields.Function(lambda d: d.lar_name is not None, metadata={"type": "boolean"})
     with_witness = ma.fields.Function(
@@ -146,8 +148,10 @@ class SignatureCreateSchema(ma.Schema):
     )
 
 
-class SignatureManifestationSchema(EntitySchema):
+class SignatureManifestationSchema(DisclosedSchema):
     """What 21 CFR 11.50 requires a signed record to show."""
+
+    RESOURCE = "consent_signature"
 
     id = ma.fields.UUID()
     consent_id = ma.fields.UUID()

@@ -19,7 +19,7 @@ from api.db import db_session
 from api.errors import problem
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
-from api.resources.schemas import EntitySchema, With
+from api.resources.schemas import WITHHELD_NOTE, DisclosedSchema, FreeText, With
 from services import epro_fhir, epro_responses
 from services.db import utcnow
 from services.errors import DomainError
@@ -36,16 +36,15 @@ class DeviceDateTime(UtcDateTime):
         return ma.fields.AwareDateTime._deserialize(self, value, attr, data, **kwargs)
 
 
+ANSWER_VALUE = (
+    "by item type: an option value (single_choice), a list of option values "
+    "(multiple_choice), a number, true/false, YYYY-MM-DD or text"
+)
+
+
 class EproResponseAnswerSchema(ma.Schema):
     item = ma.fields.String(required=True, metadata={"description": "the item's link_id"})
-    value = ma.fields.Raw(
-        required=True,
-        allow_none=True,
-        metadata={
-            "description": "by item type: an option value (single_choice), a list of option "
-            "values (multiple_choice), a number, true/false, YYYY-MM-DD or text"
-        },
-    )
+    value = ma.fields.Raw(required=True, allow_none=True, metadata={"description": ANSWER_VALUE})
 
 
 class EproSubmissionSchema(ma.Schema):
@@ -80,8 +79,20 @@ class EproSubmissionSchema(ma.Schema):
         return epro_responses.Submission(**data)
 
 
-class EproResponseSchema(EntitySchema):
-    """Responses carry the participant's id and subject code, staff by id: no names."""
+class EproResponseAnswerReadSchema(EproResponseAnswerSchema):
+    """An answer as read back: a text item's answer is free text."""
+
+    value = ma.fields.Raw(
+        allow_none=True,
+        metadata={"description": f"{ANSWER_VALUE}. A text item's answer: {WITHHELD_NOTE}"},
+    )
+
+
+class EproResponseSchema(DisclosedSchema):
+    """Responses carry the participant's id and subject code, staff by id: no names;
+    monitors read free-text answers and reasons withheld (services.disclosure)."""
+
+    RESOURCE = "epro_response"
 
     id = ma.fields.UUID()
     client_id = ma.fields.UUID(allow_none=True)
@@ -95,7 +106,7 @@ class EproResponseSchema(EntitySchema):
         allow_none=True, metadata={"description": "the correction of this version, if any"}
     )
     status = ma.fields.String(metadata={"description": "completed or declined"})
-    answers = ma.fields.List(ma.fields.Nested(EproResponseAnswerSchema))
+    answers = ma.fields.List(ma.fields.Nested(EproResponseAnswerReadSchema))
     started_at = UtcDateTime(allow_none=True)
     completed_at = UtcDateTime()
     device_utc_offset = ma.fields.String(allow_none=True)
@@ -109,9 +120,7 @@ class EproResponseSchema(EntitySchema):
     originator = ma.fields.String(metadata={"description": "patient, nurse or coordinator"})
     entered_by = ma.fields.UUID(metadata={"description": "the user who entered it"})
     visit_id = ma.fields.UUID(allow_none=True, metadata={"description": "a nurse's visit"})
-    reason = ma.fields.String(
-        allow_none=True, metadata={"description": "why declined, or why corrected"}
-    )
+    reason = FreeText("why declined, or why corrected")
     created_at = UtcDateTime()
 
 

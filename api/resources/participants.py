@@ -13,12 +13,11 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
-from api.resources.schemas import EntitySchema, With
+from api.resources.schemas import DisclosedSchema, With
 from services import people, sms_preferences
 from services.access import (
     get_visible,
     require_role,
-    sees_identity,
     visible_participants,
     visible_studies,
 )
@@ -26,8 +25,6 @@ from services.actor import Role
 from services.models import Participant
 
 blp = Blueprint("participants", __name__, url_prefix="/api/v1", description="Participants")
-
-IDENTITY_FIELDS = ("full_name", "phone", "email", "address", "date_of_birth")
 
 
 class ParticipantSmsSchema(ma.Schema):
@@ -41,9 +38,11 @@ class ParticipantSmsSchema(ma.Schema):
     phone_problem_at = UtcDateTime(allow_none=True)
 
 
-class ParticipantSchema(EntitySchema):
+class ParticipantSchema(DisclosedSchema):
     """Direct identifiers are dropped for callers who do not care for the participant
-    (monitors, admins): they read subject code, site and status only."""
+    (monitors, admins): they read subject code, site and status (services.disclosure)."""
+
+    RESOURCE = "participant"
 
     id = ma.fields.UUID()
     study_id = ma.fields.UUID()
@@ -70,13 +69,6 @@ class ParticipantSchema(EntitySchema):
             "description": "coordinators, on one participant: SMS opt-out and phone problems"
         },
     )
-
-    @ma.post_dump
-    def _pseudonymise(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        if not sees_identity(current_actor()):
-            for name in IDENTITY_FIELDS:
-                data.pop(name, None)
-        return data
 
 
 class ParticipantCreateSchema(ma.Schema):

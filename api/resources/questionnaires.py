@@ -14,8 +14,8 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
+from api.resources.schemas import DisclosedSchema
 from services import epro_definitions, epro_fhir
-from services.actor import Role
 from services.epro_definitions import Rendering
 from services.models import QuestionnaireStatus
 
@@ -23,7 +23,6 @@ blp = Blueprint("questionnaires", __name__, url_prefix="/api/v1", description="e
 
 # The fields of a rendering that depend on the language; the others are the version's.
 RENDERED_FIELDS = frozenset({"language", "title", "items", "languages"})
-HIDDEN_FROM_PATIENT = ("created_by", "published_by")
 
 EXAMPLE_TITLE = {"en": "Heart failure diary", "nl": "Hartfalen dagboek"}
 EXAMPLE_ITEMS = [
@@ -127,9 +126,12 @@ class EproLanguageQuerySchema(ma.Schema):
     lang = ma.fields.String(metadata={"description": LANG_DESCRIPTION, "example": "nl"})
 
 
-class EproQuestionnaireSchema(ma.Schema):
+class EproQuestionnaireSchema(DisclosedSchema):
     """A version with its texts in `language`, or as {language: text} maps when
-    `language` is null (the write endpoints, the list, and `lang=all`)."""
+    `language` is null (the write endpoints, the list, and `lang=all`). Patients need
+    the questions, not which staff account wrote them (services.disclosure)."""
+
+    RESOURCE = "questionnaire"
 
     id = ma.fields.UUID()
     study_id = ma.fields.UUID()
@@ -181,14 +183,6 @@ class EproQuestionnaireSchema(ma.Schema):
     def get_attribute(self, obj: Rendering, attr: str, default: Any) -> Any:
         source = obj if attr in RENDERED_FIELDS else obj.questionnaire
         return super().get_attribute(source, attr, default)
-
-    @ma.post_dump
-    def _for_role(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        """Patients need the questions, not which staff account wrote them."""
-        if current_actor().role == Role.PATIENT:
-            for name in HIDDEN_FROM_PATIENT:
-                data.pop(name, None)
-        return data
 
 
 class RenderedResults(QueryResults):

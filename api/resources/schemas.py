@@ -1,4 +1,4 @@
-"""Output schemas shared by several resources."""
+"""Output schemas shared by several resources, and the one way a role's view is made."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any, ClassVar
 
 import marshmallow as ma
 
+from api.auth import current_actor
 from api.fields import UtcDateTime
+from services import disclosure
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,50 @@ class EntitySchema(ma.Schema):
                 return obj.extra[attr]
             obj = obj.entity
         return super().get_attribute(obj, attr, default)
+
+
+WITHHELD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "free text withheld from this reader: only its length in characters",
+    "properties": {
+        "withheld": {"type": "boolean", "const": True},
+        "length": {"type": "integer", "minimum": 0},
+    },
+    "required": ["withheld", "length"],
+    "additionalProperties": False,
+}
+WITHHELD_NOTE = (
+    'Monitors and admins read {"withheld": true, "length": <characters>} instead (null stays null).'
+)
+
+
+class FreeText(ma.fields.Raw):
+    """Text people typed, documented as what it is answered as: the text (or null) to
+    those who care for the participant, the withheld marker to everyone else. Raw, so
+    the OpenAPI schema is the `oneOf` alone; the text itself is dumped as stored."""
+
+    def __init__(self, description: str, **kwargs: Any) -> None:
+        super().__init__(
+            allow_none=True,
+            metadata={
+                "description": f"{description}. {WITHHELD_NOTE}",
+                "oneOf": [{"type": ["string", "null"]}, WITHHELD_SCHEMA],
+            },
+            **kwargs,
+        )
+
+
+class DisclosedSchema(EntitySchema):
+    """An output schema of a resource declared in `services.disclosure.RESOURCES`
+    (`RESOURCE` names it): each role reads what that rule leaves of the dump. Free-text
+    answer items come from the `With` wrapper's `free_text_items`, when it has them."""
+
+    RESOURCE: ClassVar[str]
+
+    @ma.post_dump(pass_original=True)
+    def _disclose(self, data: dict[str, Any], original: Any, **_kwargs: Any) -> dict[str, Any]:
+        items = original.extra.get("free_text_items", ()) if isinstance(original, With) else ()
+        return disclosure.disclose(current_actor(), self.RESOURCE, data, free_text_items=items)
 
 
 class UpdateSchema(ma.Schema):

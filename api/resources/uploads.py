@@ -22,8 +22,9 @@ from api.auth import current_actor
 from api.db import database, db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
+from api.resources.schemas import DisclosedSchema, FreeText
 from services import filetypes, upload_reads, uploads
-from services.access import require_role, sees_identity
+from services.access import require_role
 from services.actor import Actor, Role
 from services.db import utcnow
 from services.errors import Invalid, TooLarge
@@ -111,7 +112,12 @@ class UploadFormSchema(UploadFieldsSchema):
     )
 
 
-class UploadSchema(ma.Schema):
+class UploadSchema(DisclosedSchema):
+    """A file's name and a replacement's reason are people's words: withheld from
+    monitors and admins (services.disclosure)."""
+
+    RESOURCE = "upload"
+
     id = ma.fields.UUID()
     client_id = ma.fields.UUID(allow_none=True)
     participant_id = ma.fields.UUID()
@@ -120,9 +126,7 @@ class UploadSchema(ma.Schema):
     visit_id = ma.fields.UUID(allow_none=True)
     kind = ma.fields.String()
     content_type = ma.fields.String(metadata={"description": "judged from the file's content"})
-    filename = ma.fields.String(
-        allow_none=True, metadata={"description": "the phone's name for it (not for monitors)"}
-    )
+    filename = FreeText("the phone's name for it")
     size_bytes = ma.fields.Integer()
     sha256 = ma.fields.String()
     captured_at = UtcDateTime()
@@ -131,15 +135,8 @@ class UploadSchema(ma.Schema):
     originator = ma.fields.String(metadata={"description": "patient or nurse"})
     uploaded_by = ma.fields.UUID()
     supersedes_id = ma.fields.UUID(allow_none=True)
-    supersede_reason = ma.fields.String(allow_none=True)
+    supersede_reason = FreeText("why it replaces the earlier upload")
     received_at = UtcDateTime()
-
-    @ma.post_dump
-    def _for_role(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        """A file name may name the person: only for those who care for them."""
-        if not sees_identity(current_actor()):
-            data.pop("filename", None)
-        return data
 
 
 class UploadQuerySchema(ma.Schema):
@@ -400,7 +397,8 @@ class ParticipantUploads(MethodView):
     @blp.paginate(Page)
     def get(self, filters: dict[str, Any], participant_id: uuid.UUID) -> QueryResults:
         """A participant's uploads, newest first (coordinator of the site, the patient,
-        a nurse of their visits, monitors without file names); `kind` filters."""
+        a nurse of their visits, monitors with file names and reasons withheld); `kind`
+        filters."""
         session = db_session()
         query = upload_reads.participant_uploads(
             session, current_actor(), participant_id, filters.get("kind")

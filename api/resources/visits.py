@@ -14,36 +14,14 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
+from api.resources.schemas import DisclosedSchema, FreeText
 from services import visits
-from services.access import get_visible, sees_identity
-from services.actor import Role
+from services.access import get_visible
 from services.models import Visit, VisitStatus
 
 blp = Blueprint(
     "visits", __name__, url_prefix="/api/v1/visits", description="Booking and visit life cycle"
 )
-
-# Where and how to reach the participant: only for those who care for them.
-# What monitors and admins read of a visit: which visit, when, and its status.
-PSEUDONYMOUS_FIELDS = (
-    "id",
-    "participant_id",
-    "subject_code",
-    "study_id",
-    "site_id",
-    "code",
-    "name",
-    "location",
-    "timezone",
-    "target_date",
-    "window_start",
-    "window_end",
-    "start_at",
-    "end_at",
-    "status",
-)
-# The nurse's working record of the visit stays with the study team.
-HIDDEN_FROM_PATIENT = ("nurse_id", "notes", "check_in_location", "deviation_reason")
 
 
 def nurse_name_of(visit: Visit) -> str | None:
@@ -51,7 +29,13 @@ def nurse_name_of(visit: Visit) -> str | None:
     return visit.nurse.full_name if visit.nurse else None
 
 
-class VisitSchema(ma.Schema):
+class VisitSchema(DisclosedSchema):
+    """Monitors and admins read no contact data, and the nurse's notes and the reasons
+    withheld; the patient does not read the nurse's working record
+    (services.disclosure)."""
+
+    RESOURCE = "visit"
+
     id = ma.fields.UUID()
     participant_id = ma.fields.UUID()
     subject_code = ma.fields.String(attribute="participant.subject_code")
@@ -79,30 +63,16 @@ class VisitSchema(ma.Schema):
     nurse_name = ma.fields.Function(nurse_name_of, allow_none=True)
     start_at = UtcDateTime(allow_none=True)
     end_at = UtcDateTime(allow_none=True)
-    deviation_reason = ma.fields.String(
-        allow_none=True, metadata={"description": "why it was booked outside its window"}
-    )
+    deviation_reason = FreeText("why it was booked or checked in outside its time")
     confirmed_at = UtcDateTime(allow_none=True)
     checked_in_at = UtcDateTime(allow_none=True)
-    check_in_location = ma.fields.String(allow_none=True)
+    check_in_location = FreeText("where the nurse checked in, as they wrote it")
     checked_out_at = UtcDateTime(allow_none=True)
     completed_procedures = ma.fields.List(ma.fields.String(), allow_none=True)
-    notes = ma.fields.String(allow_none=True)
-    cancel_reason = ma.fields.String(allow_none=True)
+    notes = FreeText("the nurse's notes at check-out")
+    cancel_reason = FreeText("why it was cancelled or missed")
     address = ma.fields.String(attribute="participant.address", allow_none=True)
     phone = ma.fields.String(attribute="participant.user.phone", allow_none=True)
-
-    @ma.post_dump
-    def _for_role(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        """Monitors and admins read which visit, when and its status; patients do not
-        read the nurse's working record."""
-        actor = current_actor()
-        if not sees_identity(actor):
-            return {name: data[name] for name in PSEUDONYMOUS_FIELDS if name in data}
-        if actor.role == Role.PATIENT:
-            for name in HIDDEN_FROM_PATIENT:
-                data.pop(name, None)
-        return data
 
 
 class VisitScheduleSchema(ma.Schema):

@@ -360,6 +360,11 @@ def test_a_monitor_sees_visit_dates_and_status_only(client, db, world, booked):
         "start_at",
         "end_at",
         "status",
+        # Free text, withheld when there is some (tests/api/test_disclosure.py).
+        "notes",
+        "cancel_reason",
+        "deviation_reason",
+        "check_in_location",
     }
     assert (first["status"], first["target_date"]) == ("scheduled", "2026-03-16")
 

@@ -498,7 +498,9 @@ def test_monitors_and_admins_read_dates_and_status_without_contact_data(
     assert response.status_code == 200
     body = response.get_json()
     assert (body["status"], body["start_at"]) == ("in_progress", "2026-03-16T08:00:00Z")
-    assert body.keys().isdisjoint({"address", "phone", "check_in_location", "notes"})
+    assert body.keys().isdisjoint({"address", "phone", "nurse_name"})
+    # Free text stays as a field, withheld (tests/api/test_disclosure.py).
+    assert body["check_in_location"] is None and body["notes"] is None
     assert world.patient_a.participant.address not in response.get_data(as_text=True)
 
 
