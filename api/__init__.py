@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from api import auth, config, content_types, cors, db, errors, headers, limits, logs
 from api.openapi import Api, init_docs_assets, openapi_config
 from api.resources import BLUEPRINTS
-from services import crypto, passwords
+from services import audit_key, crypto, passwords
 from services.storage import make_storage
 
 
@@ -29,6 +29,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     logs.configure(settings["DCT_LOG_LEVEL"])
     crypto.configure(crypto.decode_master_key(settings["DCT_ENCRYPTION_KEY"]))
+    audit_key.configure(audit_key.decode_audit_key(settings["DCT_AUDIT_KEY"]))
     passwords.configure(cheap=settings["DCT_PASSWORD_HASH_CHEAP"])
 
     logs.init_app(app)

@@ -3,6 +3,10 @@
 Access tokens carry the user id (`sub`), role and session id (`sid`). Every request
 re-reads the user and the session, so disabling an account or revoking a session
 takes effect at once rather than when the token expires.
+
+A token's claims must have the shape this module mints, or it is a 401 like any bad
+token: forging one takes the key, but a leaked key or a bug elsewhere must still not
+turn a malformed claim into a 500.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import jwt as pyjwt
 from flask import Flask, Response, current_app, g
 from flask_jwt_extended import (
     JWTManager,
@@ -19,15 +24,25 @@ from flask_jwt_extended import (
     get_jwt,
     verify_jwt_in_request,
 )
+from flask_jwt_extended.config import config as jwt_config
 
 from api.db import db_session
 from api.errors import problem
 from services import identity, people
-from services.actor import Actor
+from services.actor import Actor, Role
 from services.errors import Unauthenticated
 from services.models import User
 
 jwt = JWTManager()
+
+# Every claim of the tokens `mint_tokens` issues (flask-jwt-extended adds the standard
+# ones and `csrf`); `sub`, `sid` and `jti` are canonical UUID strings.
+MINTED_CLAIMS = frozenset(
+    {"sub", "sid", "jti", "role", "type", "fresh", "iat", "nbf", "exp", "csrf"}
+)
+UUID_CLAIMS = ("sub", "sid", "jti")
+TOKEN_TYPES = frozenset({"access", "refresh"})
+ROLES = frozenset(role.value for role in Role)
 
 
 def init_app(app: Flask) -> None:
@@ -68,14 +83,43 @@ def _revoked(_header: dict[str, Any], _payload: dict[str, Any]) -> Response:
     )
 
 
+def _is_uuid(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def claims_problem(claims: dict[str, Any]) -> str | None:
+    """What makes these claims other than the ones this API mints, or None."""
+    unknown = claims.keys() - MINTED_CLAIMS
+    if unknown:
+        return "it carries claims this API never issues"
+    missing = [name for name in UUID_CLAIMS if not _is_uuid(claims.get(name))]
+    if missing:
+        return f"its {', '.join(missing)} claim is not a UUID"
+    role, kind = claims.get("role"), claims.get("type")
+    if not isinstance(role, str) or role not in ROLES:
+        return "its role claim is not a role"
+    if not isinstance(kind, str) or kind not in TOKEN_TYPES:
+        return "its type claim is neither access nor refresh"
+    return None
+
+
+@jwt.decode_key_loader
+def _decode_key(_header: dict[str, Any], claims: dict[str, Any]) -> Any:
+    """Check the claims' shape before the signature (the only hook that sees them as
+    sent, before flask-jwt-extended fills in a missing `type`); either failing is the
+    same 401."""
+    problem = claims_problem(claims)
+    if problem:
+        raise pyjwt.InvalidTokenError(problem)
+    return jwt_config.decode_key
+
+
 @jwt.token_in_blocklist_loader
 def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
-    session_id = payload.get("sid")
-    try:
-        parsed = uuid.UUID(session_id) if session_id else None
-    except ValueError:
-        return True
-    return not identity.session_is_active(db_session(), parsed)
+    return not identity.session_is_active(db_session(), uuid.UUID(payload["sid"]))
 
 
 def mint_tokens(grant: identity.Grant, access_minutes: int) -> dict[str, Any]:
@@ -104,6 +148,8 @@ def current_actor(*, refresh: bool = False) -> Actor:
     user = db_session().get(User, uuid.UUID(claims["sub"]))
     if user is None or not user.is_active:
         raise Unauthenticated("the account behind this token is disabled")
+    if user.role != claims["role"]:  # a role never changes: this token was not ours
+        raise Unauthenticated("the token's role is not the account's")
     g.actor = people.actor_for(db_session(), user, g.get("request_id"))
     g.user_id = str(user.id)
     return g.actor

@@ -16,7 +16,16 @@ from werkzeug.serving import is_running_from_reloader, run_simple
 
 from api.db import database
 from consent import demo as consent_demo
-from services import audit, bootstrap, demo, demo_diagnostics, demo_epro, demo_visits, upload_reads
+from services import (
+    audit,
+    bootstrap,
+    demo,
+    demo_diagnostics,
+    demo_epro,
+    demo_visits,
+    upload_keys,
+    upload_reads,
+)
 from services.actor import Actor, Role
 from services.errors import DomainError
 
@@ -101,7 +110,8 @@ def audit_seal() -> None:
 
 @uploads_cli.command("verify")
 def uploads_verify() -> None:
-    """Re-hash every stored file; exit 1 when any is altered or missing.
+    """Open every stored file (each sealed chunk authenticated) and re-hash it; exit 1
+    when any is altered, cut, missing or does not match its SHA-256.
 
     Each failure is also written to the audit trail as an integrity alert.
     """
@@ -114,8 +124,26 @@ def uploads_verify() -> None:
         click.echo(finding.describe())
     failed = len(result.findings)
     click.echo(f"{result.checked} files checked: {failed} failed, {result.checked - failed} intact")
+    if result.in_clear:
+        click.echo(f"{result.in_clear} of them stored in clear (before files were encrypted)")
     if failed:
         sys.exit(1)
+
+
+@uploads_cli.command("rotate-keys")
+def uploads_rotate_keys() -> None:
+    """Re-wrap every stored file's data key (and every transfer's in progress) under a
+    new key id, and retire the old ids. No file is read or rewritten.
+
+    Run it when a key-encryption key's period ends or may have leaked; the rotation is
+    written to the audit trail.
+    """
+    rotation = upload_keys.rotate(database().sessions, Actor.system("uploads-rotate-keys"))
+    click.echo(
+        f"key id {rotation.key_id} now wraps the data keys of {rotation.files} files and "
+        f"{rotation.transfers} transfers in progress; retired: "
+        f"{', '.join(rotation.retired) or 'none'}"
+    )
 
 
 @demo_cli.command("seed")

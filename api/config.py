@@ -12,18 +12,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from services.audit_key import decode_audit_key
 from services.crypto import decode_master_key
 
 ROOT = Path(__file__).resolve().parent.parent
 # Development-only values: known to everyone, so production refuses them.
 DEV_JWT_SECRET = "dev-only-jwt-secret-do-not-use-in-production-0000"  # noqa: S105 - the public development default
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE="
+DEV_AUDIT_KEY = "ZGV2LW9ubHktYXVkaXQta2V5LW5vdC1mb3ItcHJvZCE="
 
 DEFAULTS: dict[str, Any] = {
     "DCT_ENV": "development",
     "DATABASE_URL": f"sqlite:///{ROOT / 'instance' / 'dct.sqlite3'}",
     "JWT_SECRET_KEY": DEV_JWT_SECRET,
     "DCT_ENCRYPTION_KEY": DEV_ENCRYPTION_KEY,
+    "DCT_AUDIT_KEY": DEV_AUDIT_KEY,
     "DCT_ACCESS_TOKEN_MINUTES": 15,
     "DCT_REFRESH_TOKEN_DAYS": 30,
     "DCT_MAX_FAILED_LOGINS": 5,
@@ -36,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "DCT_MAX_REQUEST_BYTES": 1024 * 1024,
     "DCT_TRUSTED_PROXIES": 0,
     "DCT_LOG_LEVEL": "INFO",
-    "DCT_AUDIT_SEAL_MINUTES": 60,
+    "DCT_AUDIT_SEAL_MINUTES": 1,
     "DCT_PASSWORD_HASH_CHEAP": False,
     "DCT_TRAVEL_BUFFER_MINUTES": 30,
     "DCT_CHECK_IN_MARGIN_MINUTES": 60,
@@ -89,6 +92,7 @@ POSITIVE = (
     "DCT_LOGIN_ALERT_CEILING",
     "DCT_RESET_CODE_MINUTES",
     "DCT_EMAIL_MAX_ATTEMPTS",
+    "DCT_AUDIT_SEAL_MINUTES",
     "DCT_ZIP_MAX_ENTRIES",
     "DCT_ZIP_MAX_UNCOMPRESSED_BYTES",
     "DCT_ZIP_MAX_RATIO",
@@ -157,6 +161,10 @@ def _check(settings: Mapping[str, Any]) -> None:
                 f"DCT_CORS_ORIGINS: {origin!r} is not an origin such as https://tools.example.org"
             )
     decode_master_key(settings["DCT_ENCRYPTION_KEY"])
+    decode_audit_key(settings["DCT_AUDIT_KEY"])
+    if settings["DCT_AUDIT_KEY"] == settings["DCT_ENCRYPTION_KEY"]:
+        # One leaked key must not both decrypt the data and re-sign the audit trail.
+        raise RuntimeError("DCT_AUDIT_KEY must differ from DCT_ENCRYPTION_KEY")
     if settings["DCT_ENV"] != "production":
         return
     problems = []
@@ -165,6 +173,8 @@ def _check(settings: Mapping[str, Any]) -> None:
         problems.append("JWT_SECRET_KEY must be set to a random secret of 32+ characters")
     if settings["DCT_ENCRYPTION_KEY"] == DEV_ENCRYPTION_KEY:
         problems.append("DCT_ENCRYPTION_KEY must be set to 32 random bytes in URL-safe base64")
+    if settings["DCT_AUDIT_KEY"] == DEV_AUDIT_KEY:
+        problems.append("DCT_AUDIT_KEY must be set to 32 random bytes in URL-safe base64")
     if settings["DCT_PASSWORD_HASH_CHEAP"]:
         problems.append("DCT_PASSWORD_HASH_CHEAP is for tests only")
     if settings["DCT_EMAIL_GATEWAY"] == "console":

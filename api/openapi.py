@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import marshmallow as ma
 import swagger_ui
 from flask import Flask, Response, send_from_directory
 from flask_smorest import Api as SmorestApi
@@ -15,7 +16,10 @@ from flask_smorest import Blueprint as SmorestBlueprint
 from flask_smorest.utils import prepare_response
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
 
+from api import content_types
 from api.auth import current_actor
 from api.errors import PROBLEM_JSON, ProblemSchema
 
@@ -83,10 +87,38 @@ def documents_errors(blp: SmorestBlueprint, *statuses: int) -> Callable[[Any], A
     return decorate
 
 
-class Blueprint(SmorestBlueprint):
-    """Pagination defaults of the API contract: page_size 50, at most 500."""
+class Parser(FlaskParser):
+    """webargs reading the JSON body `content_types` parsed and checked, never its own
+    parse of the raw bytes (which a 10,000-deep body or a 5,000-digit number crashes)."""
 
+    def _raw_load_json(self, req: Any) -> Any:
+        if not is_json_request(req) or not req.get_data(cache=True):
+            return core.missing
+        return content_types.json_body()
+
+
+MAX_PAGE = 1_000_000  # offsets stay far inside every database's integers
+
+
+class Blueprint(SmorestBlueprint):
+    """Pagination defaults of the API contract: page_size 50, at most 500; page at most
+    `MAX_PAGE` (documented, and a 422 beyond, rather than an offset no database holds)."""
+
+    ARGUMENTS_PARSER = Parser()
+    PAGINATION_ARGUMENTS_PARSER = Parser()
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 50, "max_page_size": 500}  # noqa: RUF012
+
+    def paginate(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        decorate = super().paginate(*args, **kwargs)
+
+        def bounded(view: Any) -> Any:
+            wrapper = decorate(view)
+            # flask-smorest builds the parameters' schema inside `paginate`; bound its page.
+            schema = wrapper._apidoc["pagination"]["parameters"]["schema"]
+            schema._declared_fields["page"].validators.append(ma.validate.Range(max=MAX_PAGE))
+            return wrapper
+
+        return bounded
 
 
 def protected(blp: Blueprint, *statuses: int, refresh: bool = False) -> Callable[[Any], Any]:

@@ -22,7 +22,12 @@ worker's VmHWM (/proc/<pid>/status): its peak before any upload, then, with the 
 reset to the current RSS before each upload (/proc/<pid>/clear_refs), its peak during
 that upload; growth is that peak minus the peak before any upload. Afterwards each
 upload must be exactly one Upload row (found by its client_id) with the file's SHA-256
-and size, and the storage must hold nothing temporary.
+and size, and the storage must hold nothing temporary and only sealed objects (the
+envelope's header, its sealed size; `services/envelope.py`).
+
+Files are sealed (AES-256-GCM in 64 KiB chunks) since issue 12's finding 2; the report
+prints the rates measured before that beside today's (PLAINTEXT_ERA: 1 GiB, this
+machine, each run alternated with one of the sealed code so both saw the same load).
 
     .venv/bin/python bench/upload_throughput.py [--size-mib 1024] [--keep-db]
 
@@ -59,6 +64,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services import envelope
 from services.db import make_engine
 from services.models import Upload
 
@@ -69,6 +75,9 @@ CONSENT = "## Why this study\n\nWe study home monitoring.\n\n## Risks\n\nFew."
 TUS = ("-H", "Tus-Resumable: 1.0.0")
 TARGETS = {"multipart": 0.5, "tus": 1.0}
 RSS_TARGET_MIB = 64
+# x sha256sum before files were sealed (commit 3f9725f): three 1 GiB runs on 2026-12-03,
+# each followed by one of the sealed code (which gave multipart 0.83-0.96, tus 0.65-0.84)
+PLAINTEXT_ERA = {"multipart": (0.79, 1.00), "tus": (0.63, 0.69)}
 
 
 @dataclass
@@ -249,11 +258,17 @@ def check_database(url: str, results: list[Result], sha: str, size: int) -> None
 
 
 def check_storage(root: Path, size: int, count: int) -> None:
-    objects = [p.stat().st_size for p in (root / "objects").iterdir()]
+    paths = list((root / "objects").iterdir())
+    objects = [p.stat().st_size for p in paths]
+    sealed = 0
+    for path in paths:
+        with path.open("rb") as file:
+            sealed += file.read(envelope.HEADER_SIZE) == envelope.HEADER
     leftovers = [p.name for folder in ("tmp", "tus") for p in (root / folder).iterdir()]
     print(
         f"  storage: {len(objects)} objects of {sorted(set(objects))} bytes (expected {count} "
-        f"of {size}); temporary files left: {len(leftovers)}"
+        f"of {envelope.sealed_size(size)}: {size} sealed), {sealed} starting with the "
+        f"envelope's header; temporary files left: {len(leftovers)}"
     )
 
 
@@ -262,7 +277,7 @@ def report(size: int, sha_seconds: float, results: list[Result], baseline_kib: i
     sha_rate = mib / sha_seconds
     print(
         f"\n{'':<10} {'seconds':>8} {'MiB/s':>8} {'x sha256sum':>12} {'target':>7} "
-        f"{'worker CPU s':>13}  peak RSS growth"
+        f"{'worker CPU s':>13}  peak RSS growth    in clear before (x sha256sum)"
     )
     print(f"{'sha256sum':<10} {sha_seconds:8.2f} {sha_rate:8.1f} {1:12.2f}")
     for r in results:
@@ -274,7 +289,8 @@ def report(size: int, sha_seconds: float, results: list[Result], baseline_kib: i
         print(
             f"{r.name:<10} {r.seconds:8.2f} {rate:8.1f} {rate / sha_rate:12.2f} "
             f"{'>= ' + str(TARGETS[r.name]):>7} {r.cpu_seconds:13.2f}  "
-            f"{growth:6.1f} MiB (peak {r.peak_kib / 1024:.1f})"
+            f"{growth:6.1f} MiB (peak {r.peak_kib / 1024:.1f})  "
+            f"{'-'.join(f'{x:.2f}' for x in sorted(set(PLAINTEXT_ERA[r.name])))}"
         )
     print(
         f"\ntargets: multipart >= 0.5x, tus >= 1.0x the sha256sum rate; peak RSS growth "

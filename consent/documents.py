@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from services.clock import today_in
 from services.errors import Conflict, Invalid
 from services.models import ConsentState, Participant, Study
 from services.people import participant_subject
-from services.validation import language_code
+from services.validation import language_code, text_problem
 
 FROZEN = "an approved consent document is frozen; draft a new version instead"
 
@@ -92,8 +93,25 @@ def _validate(study: Study, content: DraftContent) -> None:
         errors["quiz_pass_mark"] = [f"how many correct answers pass: 1 to {len(content.quiz)}"]
     if not content.quiz and content.quiz_pass_mark is not None:
         errors["quiz_pass_mark"] = ["a pass mark needs a quiz"]
+    for name, text, multiline in _shown_text(content):
+        problem = text_problem(text, multiline=multiline) if isinstance(text, str) else None
+        if problem:
+            errors[name] = [problem]
     if errors:
         raise Invalid("the consent document is not valid", errors=errors)
+
+
+def _shown_text(content: DraftContent) -> Iterator[tuple[str, Any, bool]]:
+    """Each text a signer reads, by field path, and whether it may span lines: none may
+    hold control characters or bidirectional overrides (see `validation.text_problem`)."""
+    yield "title", content.title, False
+    yield "body_markdown", content.body_markdown, True
+    for index, clause in enumerate(content.optional_clauses):
+        yield f"optional_clauses.{index}.text", clause.get("text"), True
+    for index, question in enumerate(content.quiz):
+        yield f"quiz.{index}.question", question.get("question"), True
+        for option, text in enumerate(question.get("options", [])):
+            yield f"quiz.{index}.options.{option}", text, False
 
 
 def _snapshot(document: ConsentDocument) -> dict[str, Any]:

@@ -11,10 +11,10 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from services.crypto import EncryptedText
+from services.crypto import EncryptedBytes, EncryptedText
 from services.db import Base, UtcDateTime, created_now, uuid_pk
 
 
@@ -113,8 +113,12 @@ class Consent(Base):
     contact_withdrawn_at: Mapped[dt.datetime | None]
     completed_at: Mapped[dt.datetime | None]
     withdrawn_at: Mapped[dt.datetime | None]
-    withdrawal_reason: Mapped[str | None] = mapped_column(String(1000))
-    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    withdrawal_reason: Mapped[str | None] = mapped_column(
+        EncryptedText("consents.withdrawal_reason")
+    )
+    # Encrypted at rest (it prints the names of everyone who signed); `pdf_sha256`
+    # is the hash of the plaintext the participant downloads.
+    pdf: Mapped[bytes | None] = mapped_column(EncryptedBytes("consents.pdf"))
     pdf_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[created_now]
 

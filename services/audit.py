@@ -3,27 +3,34 @@
 `record` runs inside the caller's transaction, so an event exists exactly when the
 change it describes was committed. The chain head row is locked (`FOR UPDATE` on
 PostgreSQL; SQLite serialises writers anyway) until that transaction ends.
+
+Every event and seal carries an HMAC under the audit key (services/audit_key.py), so
+someone who can write to the database but does not hold the key cannot forge, edit,
+insert or renumber anything that `verify` then accepts; the seals, taken every
+minute and exported outside (`seal_digest`), bound what deleting a chain's newest
+events can hide. See docs/audit-trail.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from cryptography.exceptions import InvalidTag
+from sqlalchemy import Select, Text, select, type_coerce
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
+from services import audit_key, crypto
 from services.actor import Actor, Role
 from services.db import utcnow
 from services.errors import Forbidden
 from services.models import AuditChainHead, AuditEvent, AuditSeal
+from services.models.audit import REASON_PURPOSE
 
 GENESIS = "0" * 64
 SEAL_CHAIN = "seals"
@@ -65,12 +72,12 @@ def redact(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _digest(payload: Mapping[str, Any]) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+EVENT_MAC = "dct-audit-event"
+SEAL_MAC = "dct-audit-seal"
 
 
-def _event_payload(event: AuditEvent) -> dict[str, Any]:
+def event_payload(event: AuditEvent, reason: str | None) -> dict[str, Any]:
+    """What an event's hash covers; `reason` is the plaintext (stored encrypted)."""
     return {
         "id": str(event.id),
         "chain": event.chain,
@@ -87,13 +94,14 @@ def _event_payload(event: AuditEvent) -> dict[str, Any]:
         "participant_id": str(event.participant_id) if event.participant_id else None,
         "before": event.before,
         "after": event.after,
-        "reason": event.reason,
+        "reason": reason,
         "request_id": event.request_id,
     }
 
 
 def event_hash(event: AuditEvent) -> str:
-    return _digest(_event_payload(event))
+    """The event's HMAC under the audit key."""
+    return audit_key.mac(EVENT_MAC, event_payload(event, event.reason))
 
 
 def _lock_head(session: Session, chain: str) -> AuditChainHead:
@@ -179,25 +187,41 @@ def seal(session: Session) -> AuditSeal | None:
     if previous is not None and previous.heads == heads:
         return None
     new_seal = AuditSeal(
-        id=uuid.uuid4(), seq=head.seq + 1, sealed_at=utcnow(), heads=heads, prev_hash=head.hash
+        id=uuid.uuid4(),
+        seq=head.seq + 1,
+        sealed_at=utcnow(),
+        heads=heads,
+        prev_hash=head.hash,
+        key_cutover=False,
     )
-    new_seal.hash = _seal_hash(new_seal)
+    new_seal.hash = seal_hash(new_seal)
     head.seq, head.hash = new_seal.seq, new_seal.hash
     session.add(new_seal)
     session.flush()
     return new_seal
 
 
-def _seal_hash(item: AuditSeal) -> str:
-    return _digest(
-        {
-            "id": str(item.id),
-            "seq": item.seq,
-            "sealed_at": item.sealed_at.astimezone(dt.UTC).isoformat(),
-            "heads": item.heads,
-            "prev_hash": item.prev_hash,
-        }
-    )
+def seal_payload(item: AuditSeal) -> dict[str, Any]:
+    """What a seal's hash covers. Seals from before the audit key lack `key_cutover`."""
+    return {
+        "id": str(item.id),
+        "seq": item.seq,
+        "sealed_at": item.sealed_at.astimezone(dt.UTC).isoformat(),
+        "heads": item.heads,
+        "prev_hash": item.prev_hash,
+        "key_cutover": bool(item.key_cutover),
+    }
+
+
+def seal_hash(item: AuditSeal) -> str:
+    """The seal's HMAC under the audit key."""
+    return audit_key.mac(SEAL_MAC, seal_payload(item))
+
+
+def _legacy_seal_hash(item: AuditSeal) -> str:
+    payload = seal_payload(item)
+    del payload["key_cutover"]
+    return audit_key.legacy_hash(payload)
 
 
 @dataclass(frozen=True)
@@ -208,61 +232,113 @@ class Break:
     problem: str
 
 
+@dataclass(frozen=True)
+class _SealedState:
+    """What the seal chain vouches for: each chain's newest sealed (seq, hash), and the
+    events the cut-over seal lets verify by plain SHA-256 (seq up to which, per chain)."""
+
+    pinned: dict[str, tuple[int, str]]
+    legacy: dict[str, tuple[int, str]]
+
+
 def verify(session: Session) -> tuple[int, Break | None]:
     """Walk every chain and the seals; return how many events were checked and the
-    first break. The latest seal pins each chain's hash at the sealed position, so a
-    chain recomputed from an edit onwards is caught too."""
+    first break. Each event's HMAC covers its predecessor's, so without the key nothing
+    can be edited, inserted or renumbered; the seals pin each chain's newest sealed
+    position, so a deleted tail up to there is caught too."""
     seal_break, sealed = _verify_seals(session)
     if seal_break:
         return 0, seal_break
     checked = 0
     last: dict[str, tuple[int, str]] = {}
-    for event in _events_in_chain_order(session):
+    for event, raw_reason in _events_in_chain_order(session):
         expected_seq, expected_prev = last.get(event.chain, (0, GENESIS))
         where = f"event {event.id} (chain {event.chain}, seq {event.seq})"
         if event.seq != expected_seq + 1:
             return checked, Break(where, f"expected seq {expected_seq + 1}: an event is missing")
         if event.prev_hash != expected_prev:
             return checked, Break(where, "prev_hash does not match the previous event")
-        if event_hash(event) != event.hash:
-            return checked, Break(where, "content does not match its hash: the event was edited")
-        if (
-            sealed.get(event.chain, (0, ""))[0] == event.seq
-            and sealed[event.chain][1] != event.hash
-        ):
+        problem = _event_problem(event, raw_reason, sealed.legacy.get(event.chain))
+        if problem:
+            return checked, Break(where, problem)
+        pinned = sealed.pinned.get(event.chain)
+        if pinned and pinned[0] == event.seq and not audit_key.matches(pinned[1], event.hash):
             return checked, Break(where, "differs from the sealed hash: the chain was rewritten")
         last[event.chain] = (event.seq, event.hash)
         checked += 1
     heads = {h.chain: (h.seq, h.hash) for h in session.scalars(select(AuditChainHead))}
     heads.pop(SEAL_CHAIN, None)
-    for chain in heads.keys() | sealed.keys():
+    for chain in heads.keys() | sealed.pinned.keys():
         if chain in heads and last.get(chain, (0, GENESIS)) != heads[chain]:
             return checked, Break(f"chain {chain}", "events up to the recorded head are missing")
-        if chain in sealed and last.get(chain, (0, GENESIS))[0] < sealed[chain][0]:
+        if chain in sealed.pinned and last.get(chain, (0, GENESIS))[0] < sealed.pinned[chain][0]:
             return checked, Break(f"chain {chain}", "sealed events are missing")
     return checked, None
 
 
-def _events_in_chain_order(session: Session) -> Iterator[AuditEvent]:
+def _event_problem(
+    event: AuditEvent, raw_reason: str | None, legacy: tuple[int, str] | None
+) -> str | None:
+    """Why the event's hash does not vouch for it, or None. Events up to the cut-over
+    seal's position in their chain may carry the plain SHA-256 of before the key."""
+    try:
+        reason = None if raw_reason is None else crypto.decrypt(raw_reason, REASON_PURPOSE)
+    except (ValueError, InvalidTag):
+        return "its reason does not decrypt: the event was edited"
+    payload = event_payload(event, reason)
+    if audit_key.matches(audit_key.mac(EVENT_MAC, payload), event.hash):
+        return None
+    if not audit_key.matches(audit_key.legacy_hash(payload), event.hash):
+        return "content does not match its hash: the event was edited"
+    if legacy is None or event.seq > legacy[0]:
+        return "hashed without the audit key: the chain was recomputed or forged"
+    if event.seq == legacy[0] and not audit_key.matches(legacy[1], event.hash):
+        return "differs from the key cut-over seal: the chain was rewritten"
+    return None
+
+
+def _events_in_chain_order(session: Session) -> Iterator[tuple[AuditEvent, str | None]]:
+    """Events with their stored (encrypted) reason, decrypted by the caller, so a
+    tampered ciphertext is reported as a break instead of raising."""
     # Closed when the walk stops at a break, so PostgreSQL's server-side cursor does not linger.
-    query = select(AuditEvent).order_by(AuditEvent.chain, AuditEvent.seq)
-    with session.scalars(query.execution_options(yield_per=1000)) as events:
-        yield from events
+    raw_reason = type_coerce(AuditEvent.reason, Text).label("raw_reason")
+    query = (
+        select(AuditEvent, raw_reason)
+        .options(defer(AuditEvent.reason))
+        .order_by(AuditEvent.chain, AuditEvent.seq)
+    )
+    with session.execute(query.execution_options(yield_per=1000)) as rows:
+        for event, reason in rows:  # noqa: UP028 - a Row unpacks into the pair
+            yield event, reason
 
 
-def _verify_seals(session: Session) -> tuple[Break | None, dict[str, tuple[int, str]]]:
-    """Check the seal chain; return the heads pinned by the latest seal."""
+def _verify_seals(session: Session) -> tuple[Break | None, _SealedState]:
+    """Check the seal chain: every seal keyed, except those before the one keyed
+    cut-over seal; return what the seals vouch for."""
     expected_seq, expected_prev = 0, GENESIS
-    pinned: dict[str, tuple[int, str]] = {}
+    state = _SealedState(pinned={}, legacy={})
+    unvouched: AuditSeal | None = None  # the first plain SHA-256 seal, until a cut-over
+    cutover_seen = False
     for item in session.scalars(select(AuditSeal).order_by(AuditSeal.seq)):
         where = f"seal {item.id} (seq {item.seq})"
         if item.seq != expected_seq + 1 or item.prev_hash != expected_prev:
-            return Break(where, "seal chain broken: a seal is missing or out of order"), {}
-        if _seal_hash(item) != item.hash:
-            return Break(where, "seal content does not match its hash"), {}
-        pinned = {chain: (seq, digest) for chain, (seq, digest) in item.heads.items()}
+            return Break(where, "seal chain broken: a seal is missing or out of order"), state
+        if audit_key.matches(seal_hash(item), item.hash):
+            if item.key_cutover and not cutover_seen:
+                state.legacy.update({c: (seq, digest) for c, (seq, digest) in item.heads.items()})
+                cutover_seen, unvouched = True, None
+            elif unvouched is not None:
+                break  # keyed seals after plain ones that no cut-over vouches for
+        elif cutover_seen or not audit_key.matches(_legacy_seal_hash(item), item.hash):
+            return Break(where, "seal content does not match its hash"), state
+        elif unvouched is None:
+            unvouched = item
+        state.pinned.update({c: (seq, digest) for c, (seq, digest) in item.heads.items()})
         expected_seq, expected_prev = item.seq, item.hash
+    if unvouched is not None:
+        where = f"seal {unvouched.id} (seq {unvouched.seq})"
+        return Break(where, "hashed without the audit key: the seals were recomputed"), state
     head = session.get(AuditChainHead, SEAL_CHAIN)
     if (expected_seq, expected_prev) != ((head.seq, head.hash) if head else (0, GENESIS)):
-        return Break("seal chain", "seals up to the recorded head are missing"), {}
-    return None, pinned
+        return Break("seal chain", "seals up to the recorded head are missing"), state
+    return None, state

@@ -12,7 +12,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import people, readings, uploads
+from services import people, readings, upload_keys, uploads
 from services.actor import Actor
 from services.db import utcnow
 from services.demo import STUDY_CODE
@@ -85,7 +85,7 @@ def _upload_glucose_export(
         filename="glucose-export.csv",
     )
     target = uploads.prepare(session, patient, meta, now=now)
-    staged = storage.stage()
+    staged = upload_keys.stage(session, storage)
     try:
         received = uploads.HashingWriter(staged, len(GLUCOSE_CSV))
         received.write(GLUCOSE_CSV)

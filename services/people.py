@@ -27,6 +27,7 @@ from services.validation import (
     language_code,
     person_name,
     phone_e164,
+    postal_address,
     timezone_name,
 )
 
@@ -277,7 +278,7 @@ def create_participant(
         site_id=site.id,
         user=user,
         subject_code=_next_subject_code(session, study, site),
-        address=data.address,
+        address=postal_address(data.address),
         date_of_birth=birth_date(data.date_of_birth),
     )
     session.add(participant)
@@ -362,6 +363,8 @@ def _apply_change(session: Session, participant: Participant, name: str, value: 
         user.locale = locale
     elif name == "timezone":
         user.timezone = timezone_name(value)
+    elif name == "address":
+        participant.address = postal_address(value)
     else:
         setattr(participant, name, value)
 

@@ -3,11 +3,13 @@ people send (STOP, START, HELP).
 
 The webhook views have checked Twilio's signature; these functions only apply what
 it says, in the caller's transaction. Callbacks arrive late, twice and out of order,
-so a row's status only ever moves forward. STOP is an opt-out from SMS, never a
-withdrawal from the study: participant status and consent are not touched; the site
-learns of it from the participant's audit trail. Planned reminders are kept: the
-dispatcher skips those that fall due while the person is opted out, and the later
-ones go after a START.
+so a row's status only ever moves forward. Whatever Twilio sends is kept once, by its
+own identity (see `SmsEvent.dedupe_key`): a signed request captured and replayed
+later (a STOP after the person's START) is acknowledged and changes nothing. STOP is
+an opt-out from SMS, never a withdrawal from the study: participant status and
+consent are not touched; the site learns of it from the participant's audit trail.
+Planned reminders are kept: the dispatcher skips those that fall due while the person
+is opted out, and the later ones go after a START.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import uuid
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services import audit, people, sms_content
@@ -80,18 +83,21 @@ def record_status(
 ) -> SmsMessage | None:
     """Apply one status callback; returns the row it is about, or None for an unknown one.
 
-    Every callback is logged as an `SmsEvent`; the row changes only when the status
-    moves forward, so replays and late arrivals change nothing."""
+    Every callback is logged as an `SmsEvent`, once per (MessageSid, MessageStatus):
+    a replay changes nothing, not even the log. The row changes only when the status
+    moves forward, so late arrivals change nothing either."""
     message = _message(session, message_id, sid)
-    session.add(
-        SmsEvent(
-            message_id=message.id if message else None,
-            kind="status",
-            twilio_sid=sid,
-            status=status[:16],
-            error_code=error_code,
-        )
+    event = SmsEvent(
+        message_id=message.id if message else None,
+        kind="status",
+        twilio_sid=sid,
+        status=status[:16],
+        error_code=error_code,
+        dedupe_key=f"status:{sid}:{status[:16]}" if sid else None,
     )
+    if not _first_time(session, event):
+        log.info("status callback %s (%s) received before: ignored", sid, status[:16])
+        return message
     new = outbox_status(status)
     if message is None or new is None:
         return message
@@ -103,6 +109,25 @@ def record_status(
     if moves_forward(message.status, new):
         _advance(session, message, new, error_code, request_id)
     return message
+
+
+def _first_time(session: Session, event: SmsEvent) -> bool:
+    """Keep the event unless one with its `dedupe_key` is kept already; False for a
+    replay. The unique key decides: of two copies at once, the second waits for the
+    first's commit (PostgreSQL) and then fails the key, in a savepoint, so its caller
+    goes on to answer as for any replay."""
+    if event.dedupe_key is None:  # a call from inside the app: nothing to replay
+        session.add(event)
+        return True
+    seen = select(SmsEvent.id).where(SmsEvent.dedupe_key == event.dedupe_key)
+    if session.scalar(seen) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(event)
+    except IntegrityError:
+        return False
+    return True
 
 
 def _message(session: Session, message_id: uuid.UUID | None, sid: str | None) -> SmsMessage | None:
@@ -181,12 +206,27 @@ def keyword(body: str) -> str | None:
 
 
 def handle_inbound(
-    session: Session, from_number: str, body: str, *, request_id: str | None = None
+    session: Session,
+    from_number: str,
+    body: str,
+    *,
+    message_sid: str | None = None,
+    request_id: str | None = None,
 ) -> str | None:
     """Apply a keyword from the accounts with this phone; returns the reply to send, or
-    None (not a keyword, or a number we do not know: nothing is answered)."""
+    None (not a keyword, a number we do not know, or a `message_sid` handled before:
+    nothing is answered). A replayed STOP therefore neither opts the number out again
+    nor sends a second confirmation."""
     word = keyword(body)
-    session.add(SmsEvent(kind="inbound", keyword=word))
+    event = SmsEvent(
+        kind="inbound",
+        keyword=word,
+        twilio_sid=message_sid,
+        dedupe_key=f"inbound:{message_sid}" if message_sid else None,
+    )
+    if not _first_time(session, event):
+        log.warning("inbound SMS %s received before: ignored (a replay)", message_sid)
+        return None
     if word is None:
         return None
     accounts = _accounts(session, from_number)

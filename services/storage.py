@@ -5,7 +5,8 @@ Files are written to a temporary object and committed under an opaque key only o
 complete and verified, so a half-written file is never visible. Keys are random ids:
 a client's file name never reaches a path or an object key. Resumable (tus) transfers
 keep their bytes in a staging area of the same backend, so any app instance can take
-up the next chunk.
+up the next chunk. A backend stores the bytes it is given: uploads reach it sealed
+(`services/envelope.py`), never in clear.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class Storage(Protocol):
 
     def staged_size(self, transfer_id: uuid.UUID) -> int: ...
 
-    def read_staged(self, transfer_id: uuid.UUID) -> Iterator[bytes]: ...
+    def read_staged(self, transfer_id: uuid.UUID, start: int = 0) -> Iterator[bytes]:
+        """A transfer's bytes from `start` on, in chunks."""
 
     def promote(self, transfer_id: uuid.UUID) -> str:
         """Commit a complete transfer's bytes under a fresh key."""
@@ -125,8 +127,9 @@ class LocalStorage:
         path = self._transfer(transfer_id)
         return path.stat().st_size if path.exists() else 0
 
-    def read_staged(self, transfer_id: uuid.UUID) -> Iterator[bytes]:
+    def read_staged(self, transfer_id: uuid.UUID, start: int = 0) -> Iterator[bytes]:
         with self._transfer(transfer_id).open("rb") as file:
+            file.seek(start)
             while chunk := file.read(CHUNK):
                 yield chunk
 

@@ -125,9 +125,10 @@ class S3Storage:
     def open(self, key: str) -> Iterator[bytes]:
         yield from self._read(self._object(key))
 
-    def _read(self, object_key: str) -> Iterator[bytes]:
+    def _read(self, object_key: str, byte_range: str | None = None) -> Iterator[bytes]:
+        ranged = {"Range": byte_range} if byte_range else {}
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=object_key)["Body"]
+            body = self.client.get_object(Bucket=self.bucket, Key=object_key, **ranged)["Body"]
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(object_key) from None
         try:
@@ -209,10 +210,13 @@ class S3Storage:
         chain, _ = self._chain(transfer_id)
         return sum(part.size for part in chain)
 
-    def read_staged(self, transfer_id: uuid.UUID) -> Iterator[bytes]:
+    def read_staged(self, transfer_id: uuid.UUID, start: int = 0) -> Iterator[bytes]:
         chain, _ = self._chain(transfer_id)
         for part in chain:
-            yield from self._read(part.key)
+            if part.offset + part.size <= start:
+                continue
+            skip = max(start - part.offset, 0)
+            yield from self._read(part.key, f"bytes={skip}-" if skip else None)
 
     def promote(self, transfer_id: uuid.UUID) -> str:
         """Server-side copy when S3 accepts the parts as multipart parts (all but the last

@@ -14,6 +14,9 @@ staging area and become an upload record exactly like a multipart one once compl
 - Each byte is hashed once when a transfer stays in one process: the running hash is
   cached per transfer between PATCHes, and the staged file is read back only when
   another process (or a failed request) saw part of it.
+- The staged bytes are sealed under the transfer's own data key (wrapped on its row)
+  as they arrive (`envelope.SealedStaging`): the staging area never holds plaintext,
+  and the complete transfer is promoted as the sealed object it already is.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from typing import Any, NoReturn
 from sqlalchemy import Select, event, or_, select
 from sqlalchemy.orm import Session
 
-from services import audit, uploads
+from services import audit, upload_keys, uploads
 from services.access import get_visible, require_role
 from services.actor import Actor, Role
+from services.envelope import SealedStaging
 from services.errors import Conflict, DomainError, TooLarge
 from services.models import Participant, TusTransfer, Upload
 from services.people import participant_subject
@@ -152,6 +156,7 @@ def create(
         filename=meta.filename,
         expires_at=now + lifetime,
     )
+    upload_keys.give_key(session, transfer)
     session.add(transfer)
     _audit(
         session,
@@ -258,17 +263,18 @@ def append(
     room = transfer.length_bytes - offset
     writer = _running_hash(transfer)
     request_hash = hashlib.sha256() if checksum is not None else None
+    staging = upload_keys.staging(session, storage, transfer)
     try:
-        written = storage.append(
+        written = staging.append(
             transfer.id, offset, _received(body(room), room, writer, request_hash)
         )
     except Interrupted:
-        _interrupted(session, storage, transfer, writer, keep=checksum is None)
+        _interrupted(session, staging, transfer, writer, keep=checksum is None)
     except BaseException:
-        storage.append(transfer.id, offset, ())  # cut this request's bytes
+        staging.append(transfer.id, offset, ())  # cut this request's bytes
         raise
     if request_hash is not None and request_hash.digest() != checksum:
-        storage.append(transfer.id, offset, ())
+        staging.append(transfer.id, offset, ())
         raise ChecksumMismatch(
             "the body's SHA-256 is not the one in Upload-Checksum: nothing of it was kept, "
             "send it again"
@@ -277,13 +283,13 @@ def append(
     if transfer.offset_bytes < transfer.length_bytes:
         _keep_hash(session, transfer, writer)
     else:
-        _complete(session, actor, storage, transfer, writer, now)
+        _complete(session, actor, staging, transfer, writer, now)
     return transfer
 
 
 def _interrupted(
     session: Session,
-    storage: Storage,
+    staging: SealedStaging,
     transfer: TusTransfer,
     writer: HashingWriter | None,
     *,
@@ -292,12 +298,12 @@ def _interrupted(
     """Keep what arrived of a body the client stopped sending, unless it had to match a
     checksum (which a part cannot)."""
     if not keep:
-        storage.append(transfer.id, transfer.offset_bytes, ())
+        staging.append(transfer.id, transfer.offset_bytes, ())
         raise Interrupted(
             "the body stopped before its end, so its Upload-Checksum cannot be checked: "
             f"nothing of it was kept, resume at offset {transfer.offset_bytes}"
         )
-    transfer.offset_bytes = storage.staged_size(transfer.id)
+    transfer.offset_bytes = staging.staged_size(transfer.id)
     _keep_hash(session, transfer, writer)
     raise Interrupted(
         f"the body stopped before its end; what arrived was kept: resume at offset "
@@ -305,11 +311,11 @@ def _interrupted(
     )
 
 
-def _rehash(storage: Storage, transfer: TusTransfer) -> HashingWriter:
+def _rehash(staging: SealedStaging, transfer: TusTransfer) -> HashingWriter:
     """The whole file read back from the staging area, for a transfer another process
     took part in."""
     writer = HashingWriter(_HashOnly(), transfer.length_bytes)
-    for chunk in storage.read_staged(transfer.id):
+    for chunk in staging.read_staged(transfer.id):
         writer.write(chunk)
     return writer
 
@@ -317,7 +323,7 @@ def _rehash(storage: Storage, transfer: TusTransfer) -> HashingWriter:
 def _complete(
     session: Session,
     actor: Actor,
-    storage: Storage,
+    staging: SealedStaging,
     transfer: TusTransfer,
     writer: HashingWriter | None,
     now: dt.datetime,
@@ -326,7 +332,7 @@ def _complete(
     try:
         prepared = uploads.prepare(session, actor, meta, now=now)
         if isinstance(prepared, Upload):  # its client_id made an upload meanwhile
-            storage.drop_staged(transfer.id)
+            staging.drop_staged(transfer.id)
             upload = prepared
         else:
             upload, _ = uploads.finish(
@@ -334,17 +340,18 @@ def _complete(
                 actor,
                 meta,
                 prepared,
-                received=writer or _rehash(storage, transfer),
-                commit=lambda: storage.promote(transfer.id),
-                storage_backend=storage.name,
+                received=writer or _rehash(staging, transfer),
+                commit=lambda: staging.promote(transfer.id),
+                storage_backend=staging.storage.name,
                 transfer="tus",
                 now=now,
             )
     except DomainError as error:
-        _end(session, actor, storage, transfer, "tus.refuse", reason=error.detail)
+        _end(session, actor, staging.storage, transfer, "tus.refuse", reason=error.detail)
         error.keep_changes = True  # the answer is the refusal; the transfer's end stays
         raise
     transfer.upload_id = upload.id
+    transfer.key_id = transfer.wrapped_key = None  # the object's key is the upload's now
     _audit(session, actor, "tus.complete", transfer, after={"upload_id": str(upload.id)})
 
 

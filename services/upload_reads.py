@@ -2,10 +2,11 @@
 
 Metadata is for the study team, the patient and monitors; the file itself only for
 those who care for the participant (monitors never read file content, which may
-identify the person). A file is re-hashed whenever it is read: a download holds its
-last chunk back until the hash matches, so a file altered in storage is never
-delivered whole, and `verify_all` (`flask uploads verify`) checks every stored file.
-Each failure is written to the audit trail as an integrity alert.
+identify the person). A file is opened (each sealed chunk authenticated,
+`services/envelope.py`) and re-hashed whenever it is read: a download holds its last
+chunk back until the hash matches, so a file altered in storage is never delivered
+whole, and `verify_all` (`flask uploads verify`) checks every stored file. Each
+failure is written to the audit trail as an integrity alert.
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from services import audit
+from services import audit, envelope, upload_keys
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
 from services.errors import DomainError
 from services.models import Participant, Upload
+from services.models.upload import UploadKey
 from services.people import participant_subject
 from services.storage import Storage
 from services.uploads import visible_uploads
 
 READERS = (Role.COORDINATOR, Role.PATIENT, Role.NURSE, Role.MONITOR)
 DOWNLOADERS = (Role.COORDINATOR, Role.PATIENT, Role.NURSE)
-MISMATCH, MISSING = "mismatch", "missing"
+MISMATCH, MISSING, TAMPERED = "mismatch", "missing", "tampered"
 
 
 class IntegrityFailure(Exception):
@@ -57,12 +59,29 @@ class StoredFile:
     sha256: str
     size_bytes: int
     storage_key: str
+    key_id: str | None = None  # None: stored before files were encrypted
+    wrapped_key: bytes | None = None
 
     @classmethod
-    def of(cls, upload: Upload) -> StoredFile:
+    def of(cls, session: Session, upload: Upload) -> StoredFile:
+        key = session.get(UploadKey, upload.storage_key)
         return cls(
-            upload.id, upload.participant_id, upload.sha256, upload.size_bytes, upload.storage_key
+            upload.id,
+            upload.participant_id,
+            upload.sha256,
+            upload.size_bytes,
+            upload.storage_key,
+            key.key_id if key else None,
+            key.wrapped_key if key else None,
         )
+
+    def plaintext(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The stored bytes opened: verified chunk by chunk (`envelope.Tampered`, also
+        for a data key that does not unwrap)."""
+        if self.key_id is None or self.wrapped_key is None:
+            yield from chunks
+        else:
+            yield from envelope.opened(chunks, upload_keys.unwrap(self.key_id, self.wrapped_key))
 
 
 @dataclass(frozen=True)
@@ -70,14 +89,20 @@ class Finding:
     """A stored file that failed its check."""
 
     stored: StoredFile
-    problem: str  # MISMATCH or MISSING
+    problem: str  # MISMATCH, MISSING or TAMPERED
     actual_sha256: str | None = None
     actual_size: int | None = None
+    detail: str | None = None  # what failed authentication
 
     def describe(self) -> str:
         stored = self.stored
         if self.problem == MISSING:
             return f"MISSING  upload {stored.upload_id}: no object {stored.storage_key}"
+        if self.problem == TAMPERED:
+            return (
+                f"TAMPERED upload {stored.upload_id} (object {stored.storage_key}): "
+                f"{self.detail} after {self.actual_size} good bytes"
+            )
         return (
             f"MISMATCH upload {stored.upload_id} (object {stored.storage_key}): expected "
             f"sha256 {stored.sha256} ({stored.size_bytes} bytes), found {self.actual_sha256} "
@@ -89,6 +114,7 @@ class Finding:
 class Verification:
     checked: int
     findings: list[Finding]
+    in_clear: int = 0  # stored before files were encrypted
 
 
 class _Rehash:
@@ -102,6 +128,9 @@ class _Rehash:
     def update(self, chunk: bytes) -> None:
         self._sha256.update(chunk)
         self.size += len(chunk)
+
+    def tampered(self, error: Exception) -> Finding:
+        return Finding(self.stored, TAMPERED, actual_size=self.size, detail=str(error))
 
     def finding(self) -> Finding | None:
         actual = self._sha256.hexdigest()
@@ -143,6 +172,8 @@ def record_alert(session: Session, actor: Actor, finding: Finding, detected_by: 
         "expected_size": stored.size_bytes,
         "actual_size": finding.actual_size,
     }
+    if finding.detail is not None:
+        after["detail"] = finding.detail
     audit.record(
         session,
         actor,
@@ -171,7 +202,7 @@ def download(
     """
     require_role(actor, *DOWNLOADERS)
     upload = get_visible(session, visible_uploads(actor), upload_id, "upload")
-    stored = StoredFile.of(upload)
+    stored = StoredFile.of(session, upload)
     chunks = storage.open(stored.storage_key)
     try:
         first = next(chunks, b"")
@@ -189,23 +220,28 @@ def download(
         subject=_subject(session, upload.participant_id),
         after={"sha256": upload.sha256, "size_bytes": upload.size_bytes},
     )
-    return upload, verified(itertools.chain([first], chunks), stored, on_failure)
+    opened = stored.plaintext(itertools.chain([first], chunks))
+    return upload, verified(opened, stored, on_failure)
 
 
 def verified(
     chunks: Iterable[bytes], stored: StoredFile, on_failure: Callable[[Finding], None]
 ) -> Iterator[bytes]:
-    """The chunks, re-hashed on the way. The last is held back until the hash is
-    checked: on a mismatch it is never sent, and the failure raised ends the transfer.
-    Nothing past the stored size is ever sent."""
+    """The chunks (opened), re-hashed on the way. The last is held back until the hash
+    is checked: on a mismatch, or a chunk failing authentication, it is never sent, and
+    the failure raised ends the transfer. Nothing past the stored size is ever sent."""
     rehash = _Rehash(stored)
     held: bytes | None = None
-    for chunk in chunks:
-        rehash.update(chunk)
-        if held is not None and rehash.size <= stored.size_bytes:
-            yield held
-        held = chunk
-    finding = rehash.finding()
+    try:
+        for chunk in chunks:
+            rehash.update(chunk)
+            if held is not None and rehash.size <= stored.size_bytes:
+                yield held
+            held = chunk
+    except envelope.Tampered as error:
+        finding: Finding | None = rehash.tampered(error)
+    else:
+        finding = rehash.finding()
     if finding is not None:
         on_failure(finding)
         raise IntegrityFailure(finding.describe())
@@ -214,33 +250,45 @@ def verified(
 
 
 def check(storage: Storage, stored: StoredFile) -> Finding | None:
-    """Re-hash one stored file: None when intact."""
+    """Open one stored file (every chunk authenticated) and re-hash it: None when
+    intact."""
     rehash = _Rehash(stored)
     try:
-        for chunk in storage.open(stored.storage_key):
+        for chunk in stored.plaintext(storage.open(stored.storage_key)):
             rehash.update(chunk)
     except FileNotFoundError:
         return Finding(stored, MISSING)
+    except envelope.Tampered as error:
+        return rehash.tampered(error)
     return rehash.finding()
 
 
 def verify_all(session: Session, storage: Storage, actor: Actor) -> Verification:
-    """Re-hash every file stored in this backend, recording an alert for each failure
-    in the caller's transaction."""
+    """Open and re-hash every file stored in this backend, recording an alert for each
+    failure in the caller's transaction."""
     rows = session.execute(
         select(
-            Upload.id, Upload.participant_id, Upload.sha256, Upload.size_bytes, Upload.storage_key
+            Upload.id,
+            Upload.participant_id,
+            Upload.sha256,
+            Upload.size_bytes,
+            Upload.storage_key,
+            UploadKey.key_id,
+            UploadKey.wrapped_key,
         )
+        .outerjoin(UploadKey, UploadKey.storage_key == Upload.storage_key)
         .where(Upload.storage_backend == storage.name)
         .order_by(Upload.received_at, Upload.id)
         .execution_options(yield_per=500)
     )
-    checked, findings = 0, []
+    checked, in_clear, findings = 0, 0, []
     for row in rows:
         checked += 1
-        finding = check(storage, StoredFile(*row))
+        stored = StoredFile(*row)
+        in_clear += stored.key_id is None
+        finding = check(storage, stored)
         if finding is not None:
             findings.append(finding)
     for finding in findings:
         record_alert(session, actor, finding, "verify")
-    return Verification(checked, findings)
+    return Verification(checked, findings, in_clear)

@@ -1,4 +1,5 @@
-"""Normalisers for values that arrive from many endpoints: phones, emails, zones, codes."""
+"""Normalisers for values that arrive from many endpoints: phones, emails, zones, codes,
+and the text rules for what people read (names, addresses, consent documents)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,57 @@ from services.errors import Invalid
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+# Characters no stored string may hold: NUL (PostgreSQL refuses it in text) and lone
+# surrogates (not Unicode scalar values, so not encodable as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Beyond those, what text shown to people (on a signature, a consent page, a letter)
+# may not hold: control characters (C0 but tab and line breaks, DEL, C1), the Unicode
+# line and paragraph separators, and the bidirectional embeddings, overrides and
+# isolates that make text display in another order than it is stored ("Trojan Source").
+# Bidi *marks* (U+200E, U+200F, U+061C) and joiners stay: real names need them.
+_CONTROLS = "\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNREADABLE = re.compile(f"[\x00{_CONTROLS}\ud800-\udfff]")
+_UNREADABLE_LINE = re.compile(f"[\x00\t\n\r{_CONTROLS}\ud800-\udfff]")
+
+
+def _code_point(found: re.Match[str]) -> str:
+    return f"U+{ord(found.group()):04X}"
+
+
+def unstorable(value: str) -> str | None:
+    """Why no column may store this string (NUL, a lone surrogate), or None."""
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "NUL characters (U+0000) are not allowed"
+    return f"a lone surrogate ({_code_point(found)}) is not Unicode text"
+
+
+def text_problem(value: str, *, multiline: bool = True) -> str | None:
+    """Why this text may not be shown to people, or None: see `_UNREADABLE`. Single-line
+    text also refuses tabs and line breaks."""
+    found = (_UNREADABLE if multiline else _UNREADABLE_LINE).search(value)
+    if found is None:
+        return None
+    return (
+        "no control characters, line separators or bidirectional overrides "
+        f"(found {_code_point(found)})"
+    )
+
+
+def document_text(raw: str, *, field: str, multiline: bool = True) -> str:
+    """Text that people read as it is stored (a consent title or body): refused with a
+    422 naming `field` when it holds what `text_problem` refuses; otherwise unchanged."""
+    problem = text_problem(raw, multiline=multiline)
+    if problem:
+        raise Invalid("the text holds characters that are not allowed", errors={field: [problem]})
+    return raw
+
+
+def postal_address(raw: str | None, *, field: str = "address") -> str | None:
+    """A postal address: several lines are fine, control characters are not."""
+    return None if raw is None else document_text(raw, field=field)
 
 
 def phone_e164(raw: str, *, region: str | None = None, field: str = "phone") -> str:
@@ -72,7 +124,10 @@ def language_code(raw: str, *, field: str = "locale") -> str:
 
 
 def person_name(raw: str, *, field: str = "full_name") -> str:
-    """The printed name later shown on signatures: trimmed, never blank."""
+    """The printed name later shown on signatures: trimmed, never blank, nothing that
+    could hide or reorder what a signer reads (checked before white space is folded, as
+    `str.split` counts some control characters as white space)."""
+    document_text(raw, field=field)
     value = " ".join(raw.split())
     if not value or len(value) > 200:
         raise Invalid("invalid name", errors={field: ["give the full name, 1 to 200 characters"]})

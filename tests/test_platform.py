@@ -12,7 +12,7 @@ import pytest
 
 from api import config, create_app
 from tests.checks import PROBLEM_JSON, captured_logs
-from tests.conftest import TEST_JWT_SECRET, TEST_KEY
+from tests.conftest import TEST_AUDIT_KEY, TEST_JWT_SECRET, TEST_KEY
 from tests.factories import headers_for, make_world
 
 # The "Operations", "Identity and access", "eConsent" and "Home-nurse visits" tables
@@ -135,6 +135,7 @@ def production(**settings: object) -> dict[str, object]:
         "DCT_ENV": "production",
         "JWT_SECRET_KEY": TEST_JWT_SECRET,
         "DCT_ENCRYPTION_KEY": TEST_KEY,
+        "DCT_AUDIT_KEY": base64.urlsafe_b64encode(TEST_AUDIT_KEY).decode(),
         "DCT_PASSWORD_HASH_CHEAP": False,
         "DCT_SMS_GATEWAY": "twilio",
         "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,

@@ -27,9 +27,11 @@ from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from scheduling.runner import job_specs, run_job
-from services import tus
+from services import tus, upload_keys
 from services.db import utcnow
+from services.envelope import SealedStaging
 from services.models import TusTransfer, Upload
+from services.upload_reads import StoredFile
 from services.uploads import Limits
 from tests.checks import assert_problem, audit_events, count
 from tests.concurrency import fresh_postgres_database, wait_until_blocked
@@ -147,7 +149,19 @@ def the_upload(db: Session, http_response: TestResponse) -> Upload:
 
 
 def content_of(app: Flask, upload: Upload) -> bytes:
-    return b"".join(app.extensions["storage"].open(upload.storage_key))
+    """The stored file, opened with its data key (the object holds it sealed)."""
+    with app.extensions["db"].sessions() as session:
+        stored = StoredFile.of(session, upload)
+    return b"".join(stored.plaintext(app.extensions["storage"].open(upload.storage_key)))
+
+
+def staged_content(app: Flask, path: Path) -> bytes:
+    """A transfer's staged bytes, opened with its data key (staged sealed too)."""
+    transfer_id = uuid.UUID(path.name)
+    with app.extensions["db"].sessions() as session:
+        transfer = session.get_one(TusTransfer, transfer_id)
+        staging = upload_keys.staging(session, app.extensions["storage"], transfer)
+        return b"".join(staging.read_staged(transfer_id))
 
 
 @pytest.fixture
@@ -517,10 +531,10 @@ def test_a_transfer_in_one_process_is_hashed_as_it_arrives(
     url = created(http, auth, content)
     assert send(http, auth, url, content[:6000], 0).status_code == 204
 
-    def read_back(_transfer_id: uuid.UUID) -> None:
+    def read_back(_staging: SealedStaging, _transfer_id: uuid.UUID) -> None:
         raise AssertionError("the staged file was read back")
 
-    monkeypatch.setattr(tus_app.extensions["storage"], "read_staged", read_back)
+    monkeypatch.setattr(SealedStaging, "read_staged", read_back)
     last = send(http, auth, url, content[6000:], 6000)
     assert last.status_code == 204
     assert the_upload(db, last).sha256 == hexdigest(content)
@@ -569,7 +583,7 @@ def test_patch_needs_the_offset_stream_type(
 
 
 def test_a_checksum_mismatch_is_460_and_keeps_none_of_the_body(
-    http: FlaskClient, auth: dict[str, str], upload_dir: Path, db: Session
+    http: FlaskClient, auth: dict[str, str], upload_dir: Path, db: Session, tus_app: Flask
 ):
     content = pdf(2000)
     url = created(http, auth, content)
@@ -582,7 +596,7 @@ def test_a_checksum_mismatch_is_460_and_keeps_none_of_the_body(
     assert response.status == "460 Checksum Mismatch"
     assert offset_of(http, auth, url) == 500
     (path,) = staged(upload_dir)
-    assert path.read_bytes() == content[:500]
+    assert staged_content(tus_app, path) == content[:500]
 
     retried = send(
         http, auth, url, content[500:], 500, **{"Upload-Checksum": checksum(content[500:])}
@@ -602,14 +616,14 @@ def test_an_unusable_checksum_header_is_400(http: FlaskClient, auth: dict[str, s
 
 
 def test_a_body_past_the_length_is_413_and_not_kept(
-    http: FlaskClient, auth: dict[str, str], upload_dir: Path
+    http: FlaskClient, auth: dict[str, str], upload_dir: Path, tus_app: Flask
 ):
     content = pdf(1000)
     url = created(http, auth, content)
     assert send(http, auth, url, content[:400], 0).status_code == 204
     assert_problem(send(http, auth, url, content[400:] + b"extra", 400), 413)
     assert offset_of(http, auth, url) == 400
-    assert staged(upload_dir)[0].read_bytes() == content[:400]
+    assert staged_content(tus_app, staged(upload_dir)[0]) == content[:400]
 
 
 class CutBody(io.RawIOBase):
@@ -859,4 +873,4 @@ def test_a_patch_waits_for_the_one_streaming_and_then_finds_the_offset_moved(
 
     assert offset_of(app.test_client(), headers, url) == 100_000
     (path,) = staged(upload_dir)
-    assert path.read_bytes() == content[:100_000]
+    assert staged_content(app, path) == content[:100_000]

@@ -104,8 +104,15 @@ def callback(client: FlaskClient, message: SmsMessage, status: str, **kw: Any) -
     )
 
 
-def inbound(client: FlaskClient, phone: str, body: str) -> TestResponse:
-    form = {"AccountSid": "AC" + "f" * 32, "From": phone, "To": "+3225550100", "Body": body}
+def inbound(client: FlaskClient, phone: str, body: str, sid: str | None = None) -> TestResponse:
+    """An SMS to our number, as Twilio posts it: each a new MessageSid unless given."""
+    form = {
+        "AccountSid": "AC" + "f" * 32,
+        "MessageSid": sid or "SM" + uuid.uuid4().hex,
+        "From": phone,
+        "To": "+3225550100",
+        "Body": body,
+    }
     return post_signed(client, INBOUND, form)
 
 
@@ -225,10 +232,10 @@ def test_a_callback_before_the_dispatcher_recorded_the_sid_records_it(hooks, db,
     assert event.site_id == world.site_a.id
 
 
-def test_delivered_stays_delivered_and_replays_change_nothing(hooks, db, world):
+def test_delivered_stays_delivered_and_late_callbacks_change_nothing(hooks, db, world):
     message = outbox_row(db, world.patient_a, status="sent", twilio_sid="SM" + "4" * 32)
 
-    for status in ("delivered", "sent", "queued", "delivered", "undelivered", "failed"):
+    for status in ("delivered", "sent", "queued", "undelivered", "failed"):
         assert callback(hooks, message, status).status_code == 204
 
     stored = reloaded(db, message)
@@ -236,7 +243,49 @@ def test_delivered_stays_delivered_and_replays_change_nothing(hooks, db, world):
     assert stored.delivered_at is not None
     assert stored.error_code is None
     assert len(audit_events(db, "sms.status", message.id)) == 1
-    assert count(db, SmsEvent) == 6  # every callback is kept, as received
+    assert count(db, SmsEvent) == 5  # every callback is kept, as received
+
+
+def test_a_replayed_status_callback_is_acknowledged_and_kept_once(hooks, db, world):
+    """One message gets one callback per status (queued, sent, delivered); the same
+    (MessageSid, MessageStatus) again is a replay: 204 so Twilio stops, nothing kept."""
+    message = outbox_row(db, world.patient_a, status="sending", twilio_sid="SM" + "e" * 32)
+
+    for status in ("sent", "delivered", "delivered", "sent", "delivered"):
+        assert callback(hooks, message, status).status_code == 204
+
+    db.expire_all()
+    kept = db.scalars(select(SmsEvent.status).order_by(SmsEvent.received_at)).all()
+    assert sorted(kept) == ["delivered", "sent"]
+    assert reloaded(db, message).status == "delivered"
+    assert len(audit_events(db, "sms.status", message.id)) == 2
+
+
+def test_a_replayed_failure_does_not_flag_the_phone_again(hooks, db, world):
+    """A captured "undelivered, 21610" replayed after the person's START: the phone
+    stays cleared."""
+    user_id = world.patient_a.user.id
+    message = outbox_row(db, world.patient_a, status="sent", twilio_sid="SM" + "f" * 32)
+    assert callback(hooks, message, "undelivered", error_code=21610).status_code == 204
+    inbound(hooks, world.patient_a.user.phone, "START")
+    assert preference(db, user_id).phone_problem is None
+
+    assert callback(hooks, message, "undelivered", error_code=21610).status_code == 204
+
+    assert preference(db, user_id).phone_problem is None
+    assert len(audit_events(db, "sms.phone_problem", user_id)) == 1
+
+
+@pytest.mark.parametrize("sid", ["", "SM" + "0" * 80])
+def test_a_callback_without_a_usable_sid_is_invalid(hooks, db, world, sid):
+    message = outbox_row(db, world.patient_a)
+    form = {"MessageSid": sid, "MessageStatus": "sent"}
+
+    response = post_signed(hooks, STATUS, form, query=f"?message_id={message.id}")
+
+    body = assert_problem(response, 422)
+    assert "MessageSid" in body["errors"]
+    assert count(db, SmsEvent) == 0
 
 
 def test_a_callback_found_by_sid_alone(hooks, db, world):
@@ -409,6 +458,48 @@ def test_opting_out_is_not_a_withdrawal(hooks, db, world):
     ).all()
     assert new == ["sms.opt_out"]
     assert preference(db, world.patient_a.user.id).sms_enabled is True
+
+
+def test_a_replayed_stop_after_start_changes_nothing(hooks, db, world):
+    """A signed STOP captured and sent again after the person's START: acknowledged
+    with an empty answer (no second confirmation), the number stays opted in."""
+    phone, user_id = world.patient_a.user.phone, world.patient_a.user.id
+    stop_sid = "SM" + "5" * 32
+    assert "<Message>" in reply_of(inbound(hooks, phone, "STOP", sid=stop_sid))
+    assert "<Message>" in reply_of(inbound(hooks, phone, "START"))
+
+    replayed = inbound(hooks, phone, "STOP", sid=stop_sid)
+
+    assert reply_of(replayed) == EMPTY_TWIML
+    assert preference(db, user_id).opted_out_at is None
+    assert len(audit_events(db, "sms.opt_out", user_id)) == 1
+    assert len(audit_events(db, "sms.opt_in", user_id)) == 1
+    db.expire_all()
+    kept = db.scalars(select(SmsEvent.twilio_sid).where(SmsEvent.kind == "inbound")).all()
+    assert len(kept) == 2 and stop_sid in kept
+
+
+def test_a_replayed_message_that_is_not_a_keyword_is_kept_once(hooks, db, world):
+    sid = "SM" + "6" * 32
+
+    for _ in range(3):
+        assert reply_of(inbound(hooks, world.patient_a.user.phone, "hello", sid=sid)) == EMPTY_TWIML
+
+    assert count(db, SmsEvent) == 1
+
+
+@pytest.mark.parametrize("sid", [None, "", "SM" + "0" * 80])
+def test_an_inbound_sms_without_a_usable_sid_is_invalid(hooks, db, world, sid):
+    form = {"From": world.patient_a.user.phone, "Body": "STOP"}
+    if sid is not None:
+        form["MessageSid"] = sid
+
+    response = post_signed(hooks, INBOUND, form)
+
+    body = assert_problem(response, 422)
+    assert "MessageSid" in body["errors"]
+    assert preference(db, world.patient_a.user.id) is None
+    assert count(db, SmsEvent) == 0
 
 
 def test_a_second_stop_confirms_again_without_a_second_audit(hooks, db, world):

@@ -14,8 +14,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from api.resources.uploads import attachment
+from services import envelope
 from services.actor import Role
 from services.models import Upload
+from services.models.upload import UploadKey
 from services.upload_reads import IntegrityFailure
 from tests.checks import assert_problem, audit_events, count
 from tests.conftest import AppFactory
@@ -25,7 +27,6 @@ from tests.test_uploads import (
     PDF,
     UPLOADS,
     fields_for,
-    sha256,
     upload,
 )
 
@@ -243,16 +244,37 @@ def test_a_non_ascii_name_survives_the_round_trip(app_client, auth, enrolled):
 # --- integrity ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "tamper",
-    [
-        lambda content: content[:-1] + b"X",  # same size, last byte changed
-        lambda content: content[:100] + b"Y" + content[101:],  # a byte in the first chunk
-        lambda content: content[: len(content) // 2],  # truncated
-        lambda content: content + b"appended",  # longer
-    ],
-    ids=["last-byte", "first-chunk", "truncated", "longer"],
-)
+def records(sealed: bytes) -> list[bytes]:
+    """A sealed object's records (the header apart)."""
+    body = sealed[envelope.HEADER_SIZE :]
+    return [body[at : at + envelope.RECORD] for at in range(0, len(body), envelope.RECORD)]
+
+
+def flipped(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+
+
+def swapped(sealed: bytes) -> bytes:
+    first, second, *rest = records(sealed)
+    return b"".join([sealed[: envelope.HEADER_SIZE], second, first, *rest])
+
+
+def last_record_dropped(sealed: bytes) -> bytes:
+    return sealed[: envelope.HEADER_SIZE] + b"".join(records(sealed)[:-1])
+
+
+TAMPERING = {
+    "last-byte": lambda sealed: flipped(sealed, len(sealed) - 1),  # the final tag
+    "first-chunk": lambda sealed: flipped(sealed, envelope.HEADER_SIZE + envelope.NONCE + 1),
+    "header": lambda sealed: flipped(sealed, 7),  # its chunk size
+    "cut-mid-record": lambda sealed: sealed[: len(sealed) // 2],
+    "cut-at-a-record": last_record_dropped,
+    "longer": lambda sealed: sealed + b"appended",
+    "longer-by-a-record": lambda sealed: sealed + records(sealed)[0],
+}
+
+
+@pytest.mark.parametrize("tamper", TAMPERING.values(), ids=TAMPERING.keys())
 @pytest.mark.parametrize("content", [PDF, BIG], ids=["small", "multi-chunk"])
 def test_a_tampered_file_is_never_delivered_whole(
     app_client,
@@ -264,8 +286,8 @@ def test_a_tampered_file_is_never_delivered_whole(
     tamper,
 ):
     sent = upload(app_client, auth("patient"), content).get_json()
-    altered = tamper(content)
-    object_of(db, tmp_path, sent["id"]).write_bytes(altered)
+    path = object_of(db, tmp_path, sent["id"])
+    path.write_bytes(tamper(path.read_bytes()))
 
     body = bytearray()
     with pytest.raises(IntegrityFailure):  # the server aborts: on its first chunk, or later
@@ -273,13 +295,66 @@ def test_a_tampered_file_is_never_delivered_whole(
         for chunk in response.response:
             body += chunk
 
-    assert len(body) < min(len(content), len(altered)) and altered.startswith(bytes(body))
+    assert len(body) < len(content) and content.startswith(bytes(body))
     (alert,) = audit_events(db, "upload.integrity_failure", sent["id"])
-    assert alert.after["problem"] == "mismatch" and alert.after["detected_by"] == "download"
+    assert alert.after["problem"] == "tampered" and alert.after["detected_by"] == "download"
     assert alert.after["expected_sha256"] == sent["sha256"]
-    assert alert.after["actual_sha256"] == sha256(altered)
+    assert alert.after["detail"]  # what failed: a record's authentication, the header, the end
     assert alert.actor_role == "coordinator"
     assert len(audit_events(db, "upload.download", sent["id"])) == 1
+
+
+def test_chunks_swapped_or_from_another_file_are_never_delivered(
+    app_client, db, auth, enrolled, tmp_path
+):
+    """Same index, same size, another file (another data key); or two chunks swapped."""
+    first = upload(app_client, auth("patient"), BIG).get_json()
+    other = upload(app_client, auth("patient"), BIG[:-1] + b"!").get_json()
+    target, donor = object_of(db, tmp_path, first["id"]), object_of(db, tmp_path, other["id"])
+    original = target.read_bytes()
+    borrowed = records(donor.read_bytes())[1]
+
+    for altered in (swapped(original), original.replace(records(original)[1], borrowed)):
+        target.write_bytes(altered)
+        with pytest.raises(IntegrityFailure):
+            b"".join(
+                app_client.get(f"{UPLOADS}/{first['id']}/content", headers=auth("patient")).response
+            )
+
+    alerts = audit_events(db, "upload.integrity_failure", first["id"])
+    assert [alert.after["problem"] for alert in alerts] == ["tampered", "tampered"]
+    assert all("record 0" in a.after["detail"] or "record 1" in a.after["detail"] for a in alerts)
+
+
+def test_a_file_that_opens_but_is_another_one_is_a_mismatch(
+    app_client, db, auth, enrolled, tmp_path
+):
+    """Another upload's sealed object and data key put in place: every chunk opens, the
+    plaintext's SHA-256 is still checked."""
+    mine = upload(app_client, auth("patient"), BIG).get_json()
+    theirs = upload(app_client, auth("patient"), BIG[:-1] + b"!").get_json()
+    object_of(db, tmp_path, mine["id"]).write_bytes(
+        object_of(db, tmp_path, theirs["id"]).read_bytes()
+    )
+    key_of = {
+        upload_id: db.get(UploadKey, db.get(Upload, uuid.UUID(upload_id)).storage_key)
+        for upload_id in (mine["id"], theirs["id"])
+    }
+    key_of[mine["id"]].key_id = key_of[theirs["id"]].key_id
+    key_of[mine["id"]].wrapped_key = key_of[theirs["id"]].wrapped_key
+    db.flush()
+
+    body = bytearray()
+    with pytest.raises(IntegrityFailure):
+        for chunk in app_client.get(
+            f"{UPLOADS}/{mine['id']}/content", headers=auth("patient")
+        ).response:
+            body += chunk
+
+    assert len(body) < len(BIG)
+    (alert,) = audit_events(db, "upload.integrity_failure", mine["id"])
+    assert alert.after["problem"] == "mismatch"
+    assert alert.after["actual_sha256"] == theirs["sha256"]
 
 
 def test_a_missing_file_is_an_error_with_an_alert(app_client, db, auth, uploaded, tmp_path):
@@ -314,7 +389,8 @@ def test_verify_finds_tampered_and_missing_files(
     intact = upload(app_client, auth("patient"), PDF).get_json()
     tampered = upload(app_client, auth("patient"), BIG).get_json()
     missing = upload(app_client, auth("patient"), CSV, fields_for(CSV, kind="glucose")).get_json()
-    object_of(db, tmp_path, tampered["id"]).write_bytes(BIG[:-1] + b"!")
+    path = object_of(db, tmp_path, tampered["id"])
+    path.write_bytes(flipped(path.read_bytes(), envelope.HEADER_SIZE + envelope.RECORD + 50))
     object_of(db, tmp_path, missing["id"]).unlink()
 
     exit_code, output = verify(upload_app)
@@ -322,12 +398,16 @@ def test_verify_finds_tampered_and_missing_files(
     assert exit_code == 1, output
     assert "3 files checked: 2 failed, 1 intact" in output
     lines = output.splitlines()
-    assert any(line.startswith("MISMATCH") and tampered["id"] in line for line in lines)
+    assert any(
+        line.startswith("TAMPERED") and tampered["id"] in line and "record 1 fails" in line
+        for line in lines
+    )
     assert any(line.startswith("MISSING") and missing["id"] in line for line in lines)
     assert not any(intact["id"] in line for line in lines)
     (alert,) = audit_events(db, "upload.integrity_failure", tampered["id"])
     assert (alert.actor_role, alert.after["detected_by"]) == ("system", "verify")
-    assert alert.after["expected_sha256"] == tampered["sha256"] != alert.after["actual_sha256"]
+    assert alert.after["expected_sha256"] == tampered["sha256"]
+    assert (alert.after["problem"], alert.after["actual_size"]) == ("tampered", envelope.CHUNK)
     assert audit_events(db, "upload.integrity_failure", missing["id"])[0].after["problem"] == (
         "missing"
     )

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
+from services import envelope
 from services.models import Upload
 from tests.checks import assert_problem, audit_events, count
 from tests.conftest import AppFactory
@@ -168,7 +169,8 @@ def test_a_patient_uploads_a_file(app_client, db, world, auth, enrolled, tmp_pat
     assert body["filename"] == "ecg 2026-11-20.pdf"
     assert body["device"] == {"manufacturer": "Acme", "model": "Beat 2", "serial": "A-17"}
     objects, temporary = stored(tmp_path)
-    assert [path.read_bytes() for path in objects] == [PDF] and temporary == []
+    assert len(objects) == 1 and temporary == []
+    assert objects[0].stat().st_size == envelope.sealed_size(len(PDF))  # sealed
     assert objects[0].name not in json.dumps(body)  # the storage key stays inside
     (event,) = audit_events(db, "upload.create", body["id"])
     assert event.participant_id == world.patient_a.participant.id

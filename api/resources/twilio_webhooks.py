@@ -40,6 +40,10 @@ SIGNATURE_PARAMETER = {
 }
 
 
+# Twilio's ids are 34 characters ("SM" + 32 hex); the column takes 64.
+SID = ma.validate.Length(min=1, max=64)
+
+
 class TwilioStatusQuerySchema(ma.Schema):
     message_id = ma.fields.UUID(
         load_default=None,
@@ -53,7 +57,7 @@ class TwilioStatusFormSchema(ma.Schema):
     class Meta:
         unknown = ma.EXCLUDE
 
-    message_sid = ma.fields.String(data_key="MessageSid", required=True)
+    message_sid = ma.fields.String(data_key="MessageSid", required=True, validate=SID)
     message_status = ma.fields.String(data_key="MessageStatus", required=True)
     error_code = ma.fields.Integer(data_key="ErrorCode", load_default=None)
 
@@ -66,6 +70,12 @@ class TwilioInboundFormSchema(ma.Schema):
 
     from_number = ma.fields.String(data_key="From", required=True)
     body = ma.fields.String(data_key="Body", load_default="")
+    message_sid = ma.fields.String(
+        data_key="MessageSid",
+        required=True,
+        validate=SID,
+        metadata={"description": "Twilio's id of the message: the same one is handled once"},
+    )
 
 
 def _valid(url: str, signature: str) -> bool:
@@ -105,8 +115,10 @@ class TwilioStatusCallback(MethodView):
     @blp.response(204)
     @documents_errors(blp, 415, 422)
     def post(self, form: dict[str, Any], message_id: uuid.UUID | None) -> None:
-        """Twilio reports a message's delivery status. Idempotent: replays and late
-        arrivals never move the message backwards (a `delivered` stays delivered)."""
+        """Twilio reports a message's delivery status. Idempotent: each (MessageSid,
+        MessageStatus) is applied once, a replay is acknowledged (204) and changes
+        nothing, and late arrivals never move the message backwards (a `delivered`
+        stays delivered)."""
         sms_inbound.record_status(
             db_session(),
             message_id,
@@ -129,9 +141,15 @@ class TwilioInbound(MethodView):
         """An SMS to our number. STOP, STOPALL, UNSUBSCRIBE, END, QUIT, CANCEL, OPTOUT,
         REVOKE (the whole message, any case) opt the number out of SMS, not out of the
         study; START, YES, UNSTOP opt it back in; HELP answers the study's contact.
-        Answers TwiML: the reply, or an empty `<Response/>` for anything else."""
+        Answers TwiML: the reply, or an empty `<Response/>` for anything else. Each
+        MessageSid is handled once: a replay (a captured STOP sent again after a START)
+        answers an empty `<Response/>` and changes nothing."""
         reply = sms_inbound.handle_inbound(
-            db_session(), form["from_number"], form["body"], request_id=g.get("request_id")
+            db_session(),
+            form["from_number"],
+            form["body"],
+            message_sid=form["message_sid"],
+            request_id=g.get("request_id"),
         )
         twiml = MessagingResponse()
         if reply is not None:

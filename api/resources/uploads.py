@@ -23,7 +23,7 @@ from api.db import database, db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import DisclosedSchema, FreeText
-from services import filetypes, upload_reads, uploads
+from services import filetypes, upload_keys, upload_reads, uploads
 from services.access import require_role
 from services.actor import Actor, Role
 from services.db import utcnow
@@ -204,7 +204,7 @@ class _Form:
             return  # a retry of a stored upload: its file is skipped unread
         # Hold no transaction (on SQLite: the write lock) while the file streams in.
         self.session.commit()
-        self.staged = self.storage.stage()
+        self.staged = upload_keys.stage(self.session, self.storage)  # sealed as it streams
         self.writer = uploads.HashingWriter(self.staged, self.limits.of(self.fields.get("kind")))
         for chunk in part.chunks:
             self.writer.write(chunk)

@@ -1,4 +1,16 @@
-"""keyed audit chains (issue 12, finding 5)
+"""keyed audit chains and the audit reason encrypted at rest (issue 12, findings 5 and 3)
+
+Existing events keep their plain SHA-256 hashes: rewriting them under the key is
+exactly what an attacker with the key would do, and it would vouch for whatever the
+table held. Instead one keyed "cut-over" seal records every chain head as it stands
+now; `audit verify` accepts plain SHA-256 only for events up to those positions, and
+everything after must carry the HMAC. Existing reasons are encrypted in place (their
+hashes cover the plaintext, so they still verify).
+
+Both need the keys: `flask --app wsgi db upgrade` has them from the app; a plain
+`alembic upgrade` configures them from the environment (DCT_ENCRYPTION_KEY,
+DCT_AUDIT_KEY; production settings refuse development keys). An empty trail needs
+neither.
 
 Revision ID: 0009
 Revises: 0008
@@ -7,18 +19,140 @@ Create Date: 2026-12-03 08:45:00
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401 - used once the upgrade is written
-from alembic import op  # noqa: F401
+import uuid
+
+import sqlalchemy as sa
+from alembic import op
+
+from services.db import UtcDateTime
 
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
 
+SEAL_CHAIN = "seals"
+GENESIS = "0" * 64
+REASON_PURPOSE = "audit_events.reason"
+
+events = sa.table("audit_events", sa.column("id", sa.Uuid()), sa.column("reason", sa.Text()))
+heads = sa.table(
+    "audit_chain_heads",
+    sa.column("chain", sa.String()),
+    sa.column("seq", sa.Integer()),
+    sa.column("hash", sa.String()),
+)
+seals = sa.table(
+    "audit_seals",
+    sa.column("id", sa.Uuid()),
+    sa.column("seq", sa.Integer()),
+    sa.column("sealed_at", UtcDateTime()),
+    sa.column("heads", sa.JSON()),
+    sa.column("prev_hash", sa.String()),
+    sa.column("hash", sa.String()),
+    sa.column("key_cutover", sa.Boolean()),
+)
+
+
+def _configure_keys() -> None:
+    """Leave the app's keys alone; outside the app, take them from the environment."""
+    from services import audit_key, crypto
+
+    if audit_key.is_configured():
+        return
+    from api.config import load
+
+    settings = load()
+    crypto.configure(crypto.decode_master_key(settings["DCT_ENCRYPTION_KEY"]))
+    audit_key.configure(audit_key.decode_audit_key(settings["DCT_AUDIT_KEY"]))
+
+
+def _append_only(enabled: bool) -> None:
+    """Lift PostgreSQL's append-only trigger for this migration's own rewrite only."""
+    if op.get_bind().dialect.name == "postgresql":
+        state = "ENABLE" if enabled else "DISABLE"
+        op.execute(f"ALTER TABLE audit_events {state} TRIGGER audit_events_append_only")
+
+
+def _rewrite_reasons(convert) -> None:  # type: ignore[no-untyped-def]
+    bind = op.get_bind()
+    rows = bind.execute(sa.select(events.c.id, events.c.reason).where(events.c.reason.isnot(None)))
+    rows = rows.all()
+    if not rows:
+        return
+    _configure_keys()
+    _append_only(False)
+    for event_id, reason in rows:
+        bind.execute(events.update().where(events.c.id == event_id).values(reason=convert(reason)))
+    _append_only(True)
+
+
+def _write_cutover_seal() -> None:
+    """One keyed seal over today's heads vouches for the plain SHA-256 trail before it."""
+    from services import audit, audit_key
+    from services.db import utcnow
+    from services.models import AuditSeal
+
+    bind = op.get_bind()
+    chains = {c: [s, h] for c, s, h in bind.execute(sa.select(heads)) if c != SEAL_CHAIN}
+    sealed = bind.execute(sa.select(heads).where(heads.c.chain == SEAL_CHAIN)).one_or_none()
+    if not chains and sealed is None:
+        return  # a new trail: every event will carry the HMAC
+    _configure_keys()
+    assert audit_key.is_configured()
+    seq, prev = (sealed.seq, sealed.hash) if sealed is not None else (0, GENESIS)
+    cutover = AuditSeal(
+        id=uuid.uuid4(),
+        seq=seq + 1,
+        sealed_at=utcnow(),
+        heads=chains,
+        prev_hash=prev,
+        key_cutover=True,
+    )
+    digest = audit.seal_hash(cutover)
+    bind.execute(
+        seals.insert().values(
+            id=cutover.id,
+            seq=cutover.seq,
+            sealed_at=cutover.sealed_at,
+            heads=chains,
+            prev_hash=prev,
+            hash=digest,
+            key_cutover=True,
+        )
+    )
+    if sealed is None:
+        bind.execute(heads.insert().values(chain=SEAL_CHAIN, seq=cutover.seq, hash=digest))
+    else:
+        bind.execute(
+            heads.update().where(heads.c.chain == SEAL_CHAIN).values(seq=cutover.seq, hash=digest)
+        )
+
 
 def upgrade() -> None:
-    pass
+    from services import crypto
+
+    with op.batch_alter_table("audit_seals") as batch:
+        batch.add_column(
+            sa.Column("key_cutover", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+    with op.batch_alter_table("audit_events") as batch:
+        batch.alter_column(
+            "reason", existing_type=sa.String(length=1000), type_=sa.Text(), existing_nullable=True
+        )
+    _rewrite_reasons(lambda reason: crypto.encrypt(reason, REASON_PURPOSE))
+    _write_cutover_seal()
 
 
 def downgrade() -> None:
-    pass
+    """Reasons back in clear. The keyed events and seals stay (the trail is append-only):
+    the code before this revision reports them as broken."""
+    from services import crypto
+
+    _rewrite_reasons(lambda token: crypto.decrypt(token, REASON_PURPOSE)[:1000])
+    with op.batch_alter_table("audit_events") as batch:
+        batch.alter_column(
+            "reason", existing_type=sa.Text(), type_=sa.String(length=1000), existing_nullable=True
+        )
+    with op.batch_alter_table("audit_seals") as batch:
+        batch.drop_column("key_cutover")

@@ -3,7 +3,9 @@
 Events are chained per subject (a participant, else a site, a study, a user, or the
 global chain) so unrelated participants do not queue behind one lock. A periodic
 seal records every chain head in its own chain, so that deleting the tail of a chain
-or a whole chain is detected too.
+or a whole chain is detected too. Hashes are HMACs under the audit key
+(services/audit_key.py), which the database never holds. The `reason` is free text
+typed by people, so it is encrypted at rest; the HMAC covers its plaintext.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from typing import Any
 from sqlalchemy import Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.crypto import EncryptedText
 from services.db import Base, uuid_pk
+
+REASON_PURPOSE = "audit_events.reason"
 
 
 class AuditEvent(Base):
@@ -41,7 +46,7 @@ class AuditEvent(Base):
     participant_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     before: Mapped[dict[str, Any] | None]
     after: Mapped[dict[str, Any] | None]
-    reason: Mapped[str | None] = mapped_column(String(1000))
+    reason: Mapped[str | None] = mapped_column(EncryptedText(REASON_PURPOSE))
     request_id: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -56,6 +61,10 @@ class AuditChainHead(Base):
 
 
 class AuditSeal(Base):
+    """The chain heads at one moment, in the seal chain. The one `key_cutover` seal was
+    written when the audit key was introduced: the events and seals up to it were
+    hashed with plain SHA-256, and this keyed seal vouches for them."""
+
     __tablename__ = "audit_seals"
 
     id: Mapped[uuid_pk]
@@ -64,3 +73,4 @@ class AuditSeal(Base):
     heads: Mapped[dict[str, Any]]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    key_cutover: Mapped[bool] = mapped_column(default=False)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.crypto import EncryptedJSON, EncryptedText
 from services.db import Base, UtcDateTime, created_now, uuid_pk
 
 
@@ -105,7 +106,7 @@ class EproInstance(Base):
     closes_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     status: Mapped[str] = mapped_column(String(16), default=InstanceStatus.SCHEDULED.value)
     timeliness: Mapped[str | None] = mapped_column(String(8))
-    cancel_reason: Mapped[str | None] = mapped_column(String(300))
+    cancel_reason: Mapped[str | None] = mapped_column(EncryptedText("epro_instances.cancel_reason"))
     created_at: Mapped[created_now]
 
 
@@ -138,7 +139,9 @@ class EproResponse(Base):
     version: Mapped[int] = mapped_column(default=1)
     corrects_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("epro_responses.id"))
     status: Mapped[str] = mapped_column(String(16))
-    answers: Mapped[list[dict[str, Any]]]
+    # Encrypted as a whole: free-text answers are typed by people, and nothing reads
+    # inside the answers in SQL.
+    answers: Mapped[list[dict[str, Any]]] = mapped_column(EncryptedJSON("epro_responses.answers"))
     started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     completed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     device_utc_offset: Mapped[str | None] = mapped_column(String(6))
@@ -150,5 +153,5 @@ class EproResponse(Base):
     originator: Mapped[str] = mapped_column(String(16))
     entered_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     visit_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("visits.id"))
-    reason: Mapped[str | None] = mapped_column(String(1000))
+    reason: Mapped[str | None] = mapped_column(EncryptedText("epro_responses.reason"))
     created_at: Mapped[created_now]

@@ -106,7 +106,14 @@ class StudySmsSettings(Base):
 
 class SmsEvent(Base):
     """Every status callback and inbound message as received (signature checked), so
-    the delivery history of a message can be shown and replayed."""
+    the delivery history of a message can be shown and replayed.
+
+    `dedupe_key` is what Twilio told us, by its own identity: `inbound:<MessageSid>`,
+    or `status:<MessageSid>:<MessageStatus>` (one message legitimately gets queued,
+    sent, delivered: one callback each). Unique, so a signed request captured and
+    replayed, or Twilio's own retry, is recognised and changes nothing, even when two
+    copies arrive at once. Rows from before it was kept (and calls made without a
+    SID, from inside the app) have none."""
 
     __tablename__ = "sms_events"
     __table_args__ = (Index("ix_sms_events_message", "message_id", "received_at"),)
@@ -119,3 +126,4 @@ class SmsEvent(Base):
     error_code: Mapped[int | None]
     keyword: Mapped[str | None] = mapped_column(String(16))  # inbound: STOP, START, HELP...
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    dedupe_key: Mapped[str | None] = mapped_column(String(100), unique=True)

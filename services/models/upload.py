@@ -4,7 +4,8 @@ structured device readings.
 An `Upload` row exists only for a complete file whose SHA-256 matched the client's:
 the bytes are written to a temporary object first and committed under an opaque key.
 Uploads are never overwritten or deleted; a replacement is a new upload pointing to
-the one it supersedes.
+the one it supersedes. Stored files are sealed with data keys of their own, kept
+wrapped beside them (`UploadKey`, `services/upload_keys.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.crypto import EncryptedText
@@ -76,6 +77,33 @@ class Upload(Base):
     created_at: Mapped[created_now]
 
 
+class UploadWrappingKey(Base):
+    """A key id whose key-encryption key (derived from DCT_ENCRYPTION_KEY, never
+    stored) wraps data keys. The highest generation wraps new ones; a rotation adds a
+    generation, re-wraps every data key under it and deletes the others."""
+
+    __tablename__ = "upload_wrapping_keys"
+
+    generation: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[created_now]
+
+
+class UploadKey(Base):
+    """The data key of one stored object, wrapped. Apart from `Upload`, whose rows are
+    never updated: a rotation re-wraps here. An upload without one is a file stored
+    before files were encrypted."""
+
+    __tablename__ = "upload_keys"
+
+    storage_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("upload_wrapping_keys.key_id"), index=True
+    )
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[created_now]
+
+
 class TusTransfer(Base):
     """A resumable upload in progress (tus 1.0). Its bytes live in the storage
     backend's staging area until complete; then they become an `Upload`."""
@@ -97,6 +125,12 @@ class TusTransfer(Base):
     filename: Mapped[str | None] = mapped_column(EncryptedText("tus_transfers.filename"))
     upload_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("uploads.id"))
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    # The staged bytes' data key, wrapped; empty only for a transfer begun before files
+    # were encrypted (migration 0010 expired those).
+    key_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("upload_wrapping_keys.key_id"), index=True
+    )
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[created_now]
 
 

@@ -92,14 +92,14 @@ class Visit(Base):
     start_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     end_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     busy_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
-    deviation_reason: Mapped[str | None] = mapped_column(String(1000))
+    deviation_reason: Mapped[str | None] = mapped_column(EncryptedText("visits.deviation_reason"))
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     checked_in_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     check_in_location: Mapped[str | None] = mapped_column(EncryptedText("visits.check_in_location"))
     checked_out_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     completed_procedures: Mapped[list[str] | None]
     notes: Mapped[str | None] = mapped_column(EncryptedText("visits.notes"))
-    cancel_reason: Mapped[str | None] = mapped_column(String(1000))
+    cancel_reason: Mapped[str | None] = mapped_column(EncryptedText("visits.cancel_reason"))
     created_at: Mapped[created_now]
 
     participant: Mapped[Participant] = relationship()

@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from scheduling import housekeeping
 from scheduling.runner import run_job
-from services import audit, studies
+from services import audit, crypto, studies
 from services.actor import Actor, Role
 from services.errors import Conflict
 from services.models import AuditChainHead, AuditEvent, AuditSeal
+from services.models.audit import REASON_PURPOSE
 from tests.checks import count
 from tests.factories import ADMIN, make_participant, make_site, make_study, make_world
 
@@ -169,14 +170,15 @@ def test_verify_detects_a_deleted_chain_through_the_seal(app, tamperable):
 
 
 def test_verify_detects_a_rewritten_chain_through_the_seal(app, tamperable):
-    """An editor who also recomputes the hashes and the head is caught by the seal."""
+    """Even an editor holding the key, who recomputes the hashes and the head, is
+    caught by the seal."""
     db = tamperable
     _, _, third = three_events(db)
     audit.seal(db)
 
     db.execute(
-        text("UPDATE audit_events SET reason = 'rewritten' WHERE chain = :c AND seq = 3"),
-        {"c": third.chain},
+        text("UPDATE audit_events SET reason = :r WHERE chain = :c AND seq = 3"),
+        {"c": third.chain, "r": crypto.encrypt("rewritten", REASON_PURPOSE)},
     )
     db.refresh(third)
     forged = audit.event_hash(third)
