@@ -14,13 +14,14 @@ events can hide. See docs/audit-trail.md.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import Select, Text, select, type_coerce
+from sqlalchemy import JSON, Select, Text, select, type_coerce
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer
@@ -30,7 +31,7 @@ from services.actor import Actor, Role
 from services.db import utcnow
 from services.errors import Forbidden
 from services.models import AuditChainHead, AuditEvent, AuditSeal
-from services.models.audit import REASON_PURPOSE
+from services.models.audit import AFTER_PURPOSE, BEFORE_PURPOSE, REASON_PURPOSE
 
 GENESIS = "0" * 64
 SEAL_CHAIN = "seals"
@@ -72,12 +73,19 @@ def redact(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+# The columns stored encrypted, by purpose: `verify` reads them raw and opens them
+# itself, so a tampered ciphertext is reported as a break instead of raising.
+SEALED_COLUMNS = {"reason": REASON_PURPOSE, "before": BEFORE_PURPOSE, "after": AFTER_PURPOSE}
+
 EVENT_MAC = "dct-audit-event"
 SEAL_MAC = "dct-audit-seal"
 
 
-def event_payload(event: AuditEvent, reason: str | None) -> dict[str, Any]:
-    """What an event's hash covers; `reason` is the plaintext (stored encrypted)."""
+def event_payload(event: AuditEvent, opened: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What an event's hash covers: the plaintext of its encrypted columns, taken from
+    `opened` when given (as `verify` decrypted them) or else from the event."""
+    if opened is None:
+        opened = {name: getattr(event, name) for name in SEALED_COLUMNS}
     return {
         "id": str(event.id),
         "chain": event.chain,
@@ -92,16 +100,16 @@ def event_payload(event: AuditEvent, reason: str | None) -> dict[str, Any]:
         "study_id": str(event.study_id) if event.study_id else None,
         "site_id": str(event.site_id) if event.site_id else None,
         "participant_id": str(event.participant_id) if event.participant_id else None,
-        "before": event.before,
-        "after": event.after,
-        "reason": reason,
+        "before": opened["before"],
+        "after": opened["after"],
+        "reason": opened["reason"],
         "request_id": event.request_id,
     }
 
 
 def event_hash(event: AuditEvent) -> str:
     """The event's HMAC under the audit key."""
-    return audit_key.mac(EVENT_MAC, event_payload(event, event.reason))
+    return audit_key.mac(EVENT_MAC, event_payload(event))
 
 
 def _lock_head(session: Session, chain: str) -> AuditChainHead:
@@ -251,14 +259,14 @@ def verify(session: Session) -> tuple[int, Break | None]:
         return 0, seal_break
     checked = 0
     last: dict[str, tuple[int, str]] = {}
-    for event, raw_reason in _events_in_chain_order(session):
+    for event, raw in _events_in_chain_order(session):
         expected_seq, expected_prev = last.get(event.chain, (0, GENESIS))
         where = f"event {event.id} (chain {event.chain}, seq {event.seq})"
         if event.seq != expected_seq + 1:
             return checked, Break(where, f"expected seq {expected_seq + 1}: an event is missing")
         if event.prev_hash != expected_prev:
             return checked, Break(where, "prev_hash does not match the previous event")
-        problem = _event_problem(event, raw_reason, sealed.legacy.get(event.chain))
+        problem = _event_problem(event, raw, sealed.legacy.get(event.chain))
         if problem:
             return checked, Break(where, problem)
         pinned = sealed.pinned.get(event.chain)
@@ -276,16 +284,28 @@ def verify(session: Session) -> tuple[int, Break | None]:
     return checked, None
 
 
+def _opened(raw: Mapping[str, Any]) -> dict[str, Any] | str:
+    """The plaintext of an event's encrypted columns, or which one does not decrypt."""
+    opened: dict[str, Any] = {}
+    for name, purpose in SEALED_COLUMNS.items():
+        token = raw[name]
+        try:
+            plain = None if token is None else crypto.decrypt(token, purpose)
+        except (ValueError, TypeError, AttributeError, InvalidTag):
+            return f"its {name} does not decrypt: the event was edited"
+        opened[name] = plain if name == "reason" or plain is None else json.loads(plain)
+    return opened
+
+
 def _event_problem(
-    event: AuditEvent, raw_reason: str | None, legacy: tuple[int, str] | None
+    event: AuditEvent, raw: Mapping[str, Any], legacy: tuple[int, str] | None
 ) -> str | None:
     """Why the event's hash does not vouch for it, or None. Events up to the cut-over
     seal's position in their chain may carry the plain SHA-256 of before the key."""
-    try:
-        reason = None if raw_reason is None else crypto.decrypt(raw_reason, REASON_PURPOSE)
-    except (ValueError, InvalidTag):
-        return "its reason does not decrypt: the event was edited"
-    payload = event_payload(event, reason)
+    opened = _opened(raw)
+    if isinstance(opened, str):
+        return opened
+    payload = event_payload(event, opened)
     if audit_key.matches(audit_key.mac(EVENT_MAC, payload), event.hash):
         return None
     if not audit_key.matches(audit_key.legacy_hash(payload), event.hash):
@@ -297,19 +317,25 @@ def _event_problem(
     return None
 
 
-def _events_in_chain_order(session: Session) -> Iterator[tuple[AuditEvent, str | None]]:
-    """Events with their stored (encrypted) reason, decrypted by the caller, so a
-    tampered ciphertext is reported as a break instead of raising."""
-    # Closed when the walk stops at a break, so PostgreSQL's server-side cursor does not linger.
-    raw_reason = type_coerce(AuditEvent.reason, Text).label("raw_reason")
+def _events_in_chain_order(
+    session: Session,
+) -> Iterator[tuple[AuditEvent, dict[str, Any]]]:
+    """Events with their encrypted columns as stored (`SEALED_COLUMNS`), for the caller
+    to open."""
+    raw = [
+        type_coerce(AuditEvent.reason, Text).label("reason"),
+        type_coerce(AuditEvent.before, JSON).label("before"),
+        type_coerce(AuditEvent.after, JSON).label("after"),
+    ]
     query = (
-        select(AuditEvent, raw_reason)
-        .options(defer(AuditEvent.reason))
+        select(AuditEvent, *raw)
+        .options(*(defer(getattr(AuditEvent, name)) for name in SEALED_COLUMNS))
         .order_by(AuditEvent.chain, AuditEvent.seq)
     )
+    # Closed when the walk stops at a break, so PostgreSQL's server-side cursor does not linger.
     with session.execute(query.execution_options(yield_per=1000)) as rows:
-        for event, reason in rows:  # noqa: UP028 - a Row unpacks into the pair
-            yield event, reason
+        for event, reason, before, after in rows:
+            yield event, {"reason": reason, "before": before, "after": after}
 
 
 def _verify_seals(session: Session) -> tuple[Break | None, _SealedState]:

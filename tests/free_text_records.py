@@ -17,7 +17,7 @@ from consent import pdf, withdrawal
 from consent.models import Consent
 from services import people
 from services.db import utcnow
-from services.models import EproInstance, EproResponse
+from services.models import EproInstance, EproResponse, Participant, TusTransfer, Upload
 from tests.epro_factories import make_instance, make_questionnaire
 from tests.factories import World
 from tests.visit_factories import enrolled_with_visits
@@ -30,6 +30,9 @@ INSTANCE_CANCEL = "Stopped by coordinator: Jan Peeters asked to pause"
 FALL_TEXT = "Fell in the kitchen, neighbour Lieve Maes helped me up"
 CORRECTED_FALL_TEXT = "Fell on the stairs, neighbour Lieve Maes helped me up"
 CORRECTION_REASON = "Participant Jan Peeters phoned: it was the stairs"
+SUPERSEDE_REASON = "Wrong meter: neighbour Dirk Mertens lent me his"
+# JSON columns encrypted as a whole, next to the text ones.
+JSON_COLUMNS = frozenset({"epro_responses.answers", "tus_transfers.metadata"})
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ def write_free_text(session: Session, world: World) -> list[Stored]:
         corrects=answered,
         reason=CORRECTION_REASON,
     )
+    replacement, transfer = _replacements(session, world.patient_a.participant)
     session.flush()
     name = world.patient_a.user.full_name
     return [
@@ -96,7 +100,52 @@ def write_free_text(session: Session, world: World) -> list[Stored]:
         Stored("epro_responses", "answers", answered.id, answered.answers, ("Lieve Maes",)),
         Stored("epro_responses", "answers", corrected.id, corrected.answers, ("Lieve Maes",)),
         Stored("epro_responses", "reason", corrected.id, CORRECTION_REASON, ("Jan Peeters",)),
+        Stored("uploads", "supersede_reason", replacement.id, SUPERSEDE_REASON, ("Dirk Mertens",)),
+        Stored("tus_transfers", "metadata", transfer.id, transfer.metadata_, ("Dirk Mertens",)),
     ]
+
+
+def _replacements(session: Session, participant: Participant) -> tuple[Upload, TusTransfer]:
+    """A replaced upload's row with its reason, and a replacement still in transfer
+    (rows only: these tests read columns, not stored objects)."""
+    now = utcnow()
+
+    def upload(**replacing: Any) -> Upload:
+        row = Upload(
+            id=uuid.uuid4(),
+            participant_id=participant.id,
+            study_id=participant.study_id,
+            site_id=participant.site_id,
+            kind="glucose",
+            content_type="text/csv",
+            size_bytes=10,
+            sha256="0" * 64,
+            storage_backend="local",
+            storage_key=f"objects/{uuid.uuid4()}",
+            captured_at=now,
+            device={"manufacturer": "Acme"},
+            transfer="multipart",
+            originator="patient",
+            uploaded_by=participant.user_id,
+            received_at=now,
+            **replacing,
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    original = upload()
+    replacement = upload(supersedes_id=original.id, supersede_reason=SUPERSEDE_REASON)
+    transfer = TusTransfer(
+        id=uuid.uuid4(),
+        participant_id=participant.id,
+        created_by=participant.user_id,
+        length_bytes=10,
+        metadata_={"kind": "glucose", "supersede_reason": SUPERSEDE_REASON},
+        expires_at=now,
+    )
+    session.add(transfer)
+    return replacement, transfer
 
 
 def fall_answers(description: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from api.cli import alembic_config
 from services.db import Base, make_engine
 from tests import test_migrations
 from tests.factories import make_world
-from tests.free_text_records import Stored, as_text, raw_value, write_free_text
+from tests.free_text_records import JSON_COLUMNS, Stored, as_text, raw_value, write_free_text
 
 fresh_url, fresh_engine = test_migrations.fresh_url, test_migrations.fresh_engine
 BEFORE = "0007"
@@ -26,7 +26,7 @@ def in_clear(raw: Any, stored: Stored) -> Any:
     """A value as the code before 0008 stored it: text, JSON, PDF bytes."""
     if stored.column == "pdf":
         return bytes(raw)
-    if stored.column == "answers" and isinstance(raw, str):
+    if stored.purpose in JSON_COLUMNS and isinstance(raw, str):
         return json.loads(raw)  # SQLite hands JSON back as its text
     return raw
 

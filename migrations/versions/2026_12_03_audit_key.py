@@ -4,8 +4,9 @@ Existing events keep their plain SHA-256 hashes: rewriting them under the key is
 exactly what an attacker with the key would do, and it would vouch for whatever the
 table held. Instead one keyed "cut-over" seal records every chain head as it stands
 now; `audit verify` accepts plain SHA-256 only for events up to those positions, and
-everything after must carry the HMAC. Existing reasons are encrypted in place (their
-hashes cover the plaintext, so they still verify).
+everything after must carry the HMAC. Existing reasons and before/after payloads
+(which copy what people typed) are encrypted in place: their hashes cover the
+plaintext, so they still verify.
 
 Both need the keys: `flask --app wsgi db upgrade` has them from the app; a plain
 `alembic upgrade` configures them from the environment (DCT_ENCRYPTION_KEY,
@@ -19,7 +20,10 @@ Create Date: 2026-12-03 08:45:00
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -33,9 +37,14 @@ depends_on = None
 
 SEAL_CHAIN = "seals"
 GENESIS = "0" * 64
-REASON_PURPOSE = "audit_events.reason"
+PAYLOADS = ("before", "after")  # JSON columns: each now holds one JSON string, the token
 
-events = sa.table("audit_events", sa.column("id", sa.Uuid()), sa.column("reason", sa.Text()))
+events = sa.table(
+    "audit_events",
+    sa.column("id", sa.Uuid()),
+    sa.column("reason", sa.Text()),
+    *(sa.column(name, sa.JSON()) for name in PAYLOADS),
+)
 heads = sa.table(
     "audit_chain_heads",
     sa.column("chain", sa.String()),
@@ -74,16 +83,36 @@ def _append_only(enabled: bool) -> None:
         op.execute(f"ALTER TABLE audit_events {state} TRIGGER audit_events_append_only")
 
 
-def _rewrite_reasons(convert) -> None:  # type: ignore[no-untyped-def]
+def _sealed(value: Any, column: str) -> Any:
+    from services import crypto
+
+    text = value if column == "reason" else json.dumps(value, ensure_ascii=False)
+    return crypto.encrypt(text, f"audit_events.{column}")
+
+
+def _opened(token: Any, column: str) -> Any:
+    from services import crypto
+
+    text = crypto.decrypt(token, f"audit_events.{column}")
+    return text[:1000] if column == "reason" else json.loads(text)
+
+
+def _rewrite_free_text(convert: Callable[[Any, str], Any]) -> None:
+    """Set every non-null reason, before and after to convert(value, column)."""
     bind = op.get_bind()
-    rows = bind.execute(sa.select(events.c.id, events.c.reason).where(events.c.reason.isnot(None)))
-    rows = rows.all()
+    rows = bind.execute(sa.select(events)).all()
     if not rows:
         return
     _configure_keys()
     _append_only(False)
-    for event_id, reason in rows:
-        bind.execute(events.update().where(events.c.id == event_id).values(reason=convert(reason)))
+    for row in rows:
+        values = {
+            column: convert(getattr(row, column), column)
+            for column in ("reason", *PAYLOADS)
+            if getattr(row, column) is not None
+        }
+        if values:
+            bind.execute(events.update().where(events.c.id == row.id).values(**values))
     _append_only(True)
 
 
@@ -130,8 +159,6 @@ def _write_cutover_seal() -> None:
 
 
 def upgrade() -> None:
-    from services import crypto
-
     with op.batch_alter_table("audit_seals") as batch:
         batch.add_column(
             sa.Column("key_cutover", sa.Boolean(), nullable=False, server_default=sa.false())
@@ -140,16 +167,14 @@ def upgrade() -> None:
         batch.alter_column(
             "reason", existing_type=sa.String(length=1000), type_=sa.Text(), existing_nullable=True
         )
-    _rewrite_reasons(lambda reason: crypto.encrypt(reason, REASON_PURPOSE))
+    _rewrite_free_text(_sealed)
     _write_cutover_seal()
 
 
 def downgrade() -> None:
-    """Reasons back in clear. The keyed events and seals stay (the trail is append-only):
-    the code before this revision reports them as broken."""
-    from services import crypto
-
-    _rewrite_reasons(lambda token: crypto.decrypt(token, REASON_PURPOSE)[:1000])
+    """Reasons and payloads back in clear. The keyed events and seals stay (the trail is
+    append-only): the code before this revision reports them as broken."""
+    _rewrite_free_text(_opened)
     with op.batch_alter_table("audit_events") as batch:
         batch.alter_column(
             "reason", existing_type=sa.Text(), type_=sa.String(length=1000), existing_nullable=True

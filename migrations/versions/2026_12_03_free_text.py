@@ -9,8 +9,9 @@ with the models.
 - Reasons (String) become Text holding AES-GCM tokens: a new column is filled and
   swapped in for the old one (ADD, UPDATE, DROP, RENAME), which SQLite does in place;
   a rebuilt table would trip its foreign keys on existing rows.
-- `epro_responses.answers` stays a JSON column that now holds one JSON string, the
-  token, so its type and NOT NULL stay and only values are rewritten.
+- `epro_responses.answers` and `tus_transfers.metadata` (whose supersede reason is
+  free text) stay JSON columns that now hold one JSON string, the token, so their
+  type and NOT NULL stay and only values are rewritten.
 - `consents.pdf` stays binary: its bytes are sealed in place.
 
 On PostgreSQL `epro_responses` refuses every UPDATE (append-only trigger). The
@@ -47,8 +48,9 @@ REASONS = (
     ("epro_instances", "cancel_reason", 300),
     ("epro_responses", "reason", 1000),
     ("consents", "withdrawal_reason", 1000),
+    ("uploads", "supersede_reason", 1000),
 )
-APPEND_ONLY = {"epro_responses"}  # PostgreSQL triggers refuse UPDATE on these
+APPEND_ONLY = {"epro_responses", "uploads"}  # PostgreSQL triggers refuse UPDATE on these
 
 
 def _is_postgresql() -> bool:
@@ -102,6 +104,7 @@ def _opener(purpose: str) -> Callable[[str], str]:
 
 
 ANSWERS = sa.column("answers", sa.JSON())
+TUS_METADATA = sa.column("metadata", sa.JSON())
 PDF = sa.column("pdf", sa.LargeBinary())
 
 
@@ -110,11 +113,15 @@ def upgrade() -> None:
         _retype(table, name, sa.String(length), sa.Text(), _sealer(f"{table}.{name}"))
     seal_answers = _sealer("epro_responses.answers")
     _rewrite("epro_responses", ANSWERS, lambda answers: seal_answers(json.dumps(answers)))
+    seal_metadata = _sealer("tus_transfers.metadata")
+    _rewrite("tus_transfers", TUS_METADATA, lambda meta: seal_metadata(json.dumps(meta)))
     _rewrite("consents", PDF, lambda pdf: crypto.encrypt_bytes(bytes(pdf), "consents.pdf"))
 
 
 def downgrade() -> None:
     _rewrite("consents", PDF, lambda pdf: crypto.decrypt_bytes(bytes(pdf), "consents.pdf"))
+    open_metadata = _opener("tus_transfers.metadata")
+    _rewrite("tus_transfers", TUS_METADATA, lambda token: json.loads(open_metadata(token)))
     open_answers = _opener("epro_responses.answers")
     _rewrite("epro_responses", ANSWERS, lambda token: json.loads(open_answers(token)))
     for table, name, length in REASONS:

@@ -5,7 +5,9 @@ global chain) so unrelated participants do not queue behind one lock. A periodic
 seal records every chain head in its own chain, so that deleting the tail of a chain
 or a whole chain is detected too. Hashes are HMACs under the audit key
 (services/audit_key.py), which the database never holds. The `reason` is free text
-typed by people, so it is encrypted at rest; the HMAC covers its plaintext.
+typed by people, and the before and after payloads copy what people typed (a
+corrected free-text answer, a changed address): all three are encrypted at rest, and
+the HMAC covers their plaintext.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import Any
 from sqlalchemy import Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.crypto import EncryptedText
+from services.crypto import EncryptedJSON, EncryptedText
 from services.db import Base, uuid_pk
 
 REASON_PURPOSE = "audit_events.reason"
+BEFORE_PURPOSE = "audit_events.before"
+AFTER_PURPOSE = "audit_events.after"
 
 
 class AuditEvent(Base):
@@ -44,8 +48,8 @@ class AuditEvent(Base):
     study_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     site_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     participant_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
-    before: Mapped[dict[str, Any] | None]
-    after: Mapped[dict[str, Any] | None]
+    before: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON(BEFORE_PURPOSE))
+    after: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON(AFTER_PURPOSE))
     reason: Mapped[str | None] = mapped_column(EncryptedText(REASON_PURPOSE))
     request_id: Mapped[str | None] = mapped_column(String(64))
 

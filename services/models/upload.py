@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.crypto import EncryptedText
+from services.crypto import EncryptedJSON, EncryptedText
 from services.db import Base, UtcDateTime, created_now, uuid_pk
 
 UPLOAD_KINDS = (
@@ -72,7 +72,9 @@ class Upload(Base):
     originator: Mapped[str] = mapped_column(String(16))
     uploaded_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     supersedes_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("uploads.id"))
-    supersede_reason: Mapped[str | None] = mapped_column(String(1000))
+    supersede_reason: Mapped[str | None] = mapped_column(
+        EncryptedText("uploads.supersede_reason")
+    )
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     created_at: Mapped[created_now]
 
@@ -119,9 +121,12 @@ class TusTransfer(Base):
     created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     length_bytes: Mapped[int] = mapped_column(BigInteger)
     offset_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Parsed Upload-Metadata (kind, sha256, captured_at, device, visit_id, client_id);
-    # the filename is kept encrypted beside it.
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata")
+    # Parsed Upload-Metadata (kind, sha256, captured_at, device, visit_id, client_id,
+    # supersede_reason), encrypted as a whole: the reason is free text and nothing reads
+    # inside it in SQL. The filename is kept encrypted beside it.
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", EncryptedJSON("tus_transfers.metadata")
+    )
     filename: Mapped[str | None] = mapped_column(EncryptedText("tus_transfers.filename"))
     upload_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("uploads.id"))
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -26,8 +26,14 @@ from tests.test_migrations import fresh_engine, fresh_url  # noqa: F401 - fixtur
 # The tables as revision 0008 left them: the reason a plain string.
 OLD_EVENTS = sa.table(
     "audit_events",
-    *(sa.column(c.key, c.type) for c in AuditEvent.__table__.columns if c.key != "reason"),
+    *(
+        sa.column(c.key, c.type)
+        for c in AuditEvent.__table__.columns
+        if c.key not in audit.SEALED_COLUMNS
+    ),
     sa.column("reason", sa.String()),
+    sa.column("before", sa.JSON()),
+    sa.column("after", sa.JSON()),
 )
 HEADS = sa.table("audit_chain_heads", sa.column("chain"), sa.column("seq"), sa.column("hash"))
 OLD_SEALS = sa.table(
@@ -66,7 +72,7 @@ def legacy_events(count: int, start: int = 1, prev: str = audit.GENESIS) -> list
             "reason": REASON,
             "request_id": "req-legacy",
         }
-        row["hash"] = prev = audit_key.legacy_hash(audit.event_payload(AuditEvent(**row), REASON))
+        row["hash"] = prev = audit_key.legacy_hash(audit.event_payload(AuditEvent(**row)))
         rows.append(row)
     return rows
 
@@ -124,6 +130,18 @@ def test_legacy_reasons_are_encrypted_and_still_read(migrated):
     assert all(value.startswith("v1:") and REASON not in value for value in raw)
     assert [crypto.decrypt(value, REASON_PURPOSE) for value in raw] == [REASON, REASON]
     assert {e.reason for e in session.scalars(sa.select(AuditEvent))} == {REASON}
+
+
+def test_legacy_payloads_are_encrypted_and_still_read(migrated):
+    """`after` copied what people typed in older events too: sealed by the migration."""
+    session = migrated
+    raw = session.execute(text("SELECT after FROM audit_events")).scalars().all()
+
+    assert raw and all("cancelled" not in value for value in raw)
+    assert [e.after for e in session.scalars(sa.select(AuditEvent))] == [
+        {"status": "cancelled"},
+        {"status": "cancelled"},
+    ]
 
 
 def test_new_events_after_the_cutover_are_keyed_and_verify(migrated):

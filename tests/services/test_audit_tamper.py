@@ -97,7 +97,7 @@ def rewrite_chain(
     prev = audit.GENESIS
     for seq, row in enumerate(rows, start=1):
         row = {**row, "seq": seq, "prev_hash": prev}
-        payload = audit.event_payload(AuditEvent(**row), row["reason"])
+        payload = audit.event_payload(AuditEvent(**row))
         row["hash"] = prev = forge(audit.EVENT_MAC, payload)
         db.execute(AuditEvent.__table__.insert().values(**row))
     wind_head(db, chain, len(rows), prev)

@@ -14,7 +14,7 @@ from consent.models import Consent
 from services import crypto
 from services.db import Base
 from tests.factories import headers_for
-from tests.free_text_records import Stored, as_text, raw_value, write_free_text
+from tests.free_text_records import JSON_COLUMNS, Stored, as_text, raw_value, write_free_text
 
 
 @pytest.fixture
@@ -26,9 +26,10 @@ def opened(raw: object, stored: Stored) -> object:
     """The raw value decrypted with the column's purpose, as the model reads it."""
     if stored.column == "pdf":
         return crypto.decrypt_bytes(bytes(raw), stored.purpose)  # type: ignore[arg-type]
-    token = json.loads(raw) if stored.column == "answers" and raw.startswith('"') else raw
+    is_json = stored.purpose in JSON_COLUMNS
+    token = json.loads(raw) if is_json and raw.startswith('"') else raw
     plain = crypto.decrypt(token, stored.purpose)
-    return json.loads(plain) if stored.column == "answers" else plain
+    return json.loads(plain) if is_json else plain
 
 
 def test_every_free_text_column_holds_ciphertext_of_what_was_typed(connection, stored):
