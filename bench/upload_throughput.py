@@ -25,7 +25,7 @@ upload must be exactly one Upload row (found by its client_id) with the file's S
 and size, and the storage must hold nothing temporary and only sealed objects (the
 envelope's header, its sealed size; `services/envelope.py`).
 
-Files are sealed (AES-256-GCM in 64 KiB chunks) since issue 12's finding 2; the report
+Files are sealed (AES-256-GCM in 256 KiB chunks) since issue 12's finding 2; the report
 prints the rates measured before that beside today's (PLAINTEXT_ERA: 1 GiB, this
 machine, each run alternated with one of the sealed code so both saw the same load).
 
