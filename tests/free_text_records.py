@@ -10,13 +10,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Uuid, bindparam, text
+from sqlalchemy import Connection, Uuid, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from consent import pdf, withdrawal
 from consent.models import Consent
 from services import people
-from services.db import utcnow
+from services.db import Base, utcnow
 from services.models import EproInstance, EproResponse, Participant, TusTransfer, Upload
 from tests.epro_factories import make_instance, make_questionnaire
 from tests.factories import World
@@ -54,6 +54,13 @@ def raw_value(connection: Connection, stored: Stored) -> Any:
         f"SELECT {stored.column} FROM {stored.table} WHERE id = :id"  # noqa: S608 - our names
     ).bindparams(bindparam("id", type_=Uuid()))
     return connection.execute(statement, {"id": stored.row_id}).scalar_one()
+
+
+def model_value(session: Session, stored: Stored) -> Any:
+    """The column as the models read it back (decrypted by its type)."""
+    table = Base.metadata.tables[stored.table]
+    query = select(table.c[stored.column]).where(table.c.id == stored.row_id)
+    return session.execute(query).scalar_one()
 
 
 def as_text(raw: Any) -> str:

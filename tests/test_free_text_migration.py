@@ -9,14 +9,21 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from api.cli import alembic_config
-from services.db import Base, make_engine
+from services.db import make_engine
 from tests import test_migrations
 from tests.factories import make_world
-from tests.free_text_records import JSON_COLUMNS, Stored, as_text, raw_value, write_free_text
+from tests.free_text_records import (
+    JSON_COLUMNS,
+    Stored,
+    as_text,
+    model_value,
+    raw_value,
+    write_free_text,
+)
 
 fresh_url, fresh_engine = test_migrations.fresh_url, test_migrations.fresh_engine
 BEFORE = "0007"
@@ -68,9 +75,5 @@ def test_upgrade_encrypts_what_was_stored_in_clear(fresh_url, fresh_engine, popu
             assert trigger_state(conn) == "O"  # enabled again ("origin" mode)
     with Session(fresh_engine) as session:
         for value in populated:
-            table = Base.metadata.tables[value.table]
-            read = session.execute(
-                select(table.c[value.column]).where(table.c.id == value.row_id)
-            ).scalar_one()
-            assert read == value.value, value.purpose
+            assert model_value(session, value) == value.value, value.purpose
     assert test_migrations.drift(fresh_engine) == []
