@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import JSON, Select, Text, select, type_coerce
+from sqlalchemy import Select, Text, cast, select, type_coerce
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer
@@ -288,13 +288,21 @@ def _opened(raw: Mapping[str, Any]) -> dict[str, Any] | str:
     """The plaintext of an event's encrypted columns, or which one does not decrypt."""
     opened: dict[str, Any] = {}
     for name, purpose in SEALED_COLUMNS.items():
-        token = raw[name]
         try:
+            token = raw[name] if name == "reason" else _json_token(raw[name])
             plain = None if token is None else crypto.decrypt(token, purpose)
+            opened[name] = plain if name == "reason" or plain is None else json.loads(plain)
         except (ValueError, TypeError, AttributeError, InvalidTag):
             return f"its {name} does not decrypt: the event was edited"
-        opened[name] = plain if name == "reason" or plain is None else json.loads(plain)
     return opened
+
+
+def _json_token(stored: str | None) -> str | None:
+    """The token a JSON column holds (one JSON string), or None for SQL or JSON null."""
+    value = None if stored is None else json.loads(stored)
+    if value is not None and not isinstance(value, str):
+        raise ValueError("not a token")
+    return value
 
 
 def _event_problem(
@@ -324,8 +332,10 @@ def _events_in_chain_order(
     to open."""
     raw = [
         type_coerce(AuditEvent.reason, Text).label("reason"),
-        type_coerce(AuditEvent.before, JSON).label("before"),
-        type_coerce(AuditEvent.after, JSON).label("after"),
+        # Cast to text in SQL (drivers parse JSON columns themselves): a value that is
+        # not even JSON must reach `_opened`, to be reported as a break.
+        cast(AuditEvent.before, Text).label("before"),
+        cast(AuditEvent.after, Text).label("after"),
     ]
     query = (
         select(AuditEvent, *raw)

@@ -234,3 +234,44 @@ def test_a_tampered_reason_ciphertext_is_reported_not_raised(app, tamperable):
 
     report = assert_caught(app, f"event {event.id} (chain {event.chain}, seq 1)")
     assert "its reason does not decrypt: the event was edited" in report
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "not json{",  # not even JSON
+        '{"status": "cancelled"}',  # a payload written in clear over the ciphertext
+        '"v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"',  # a token that does not open
+    ],
+)
+def test_a_tampered_payload_is_reported_not_raised(app, tamperable, dialect, stored):
+    if dialect == "postgresql" and stored == "not json{":
+        pytest.skip("PostgreSQL's json type refuses to store it")
+    db = tamperable
+    event = audit.record(
+        db, ACTOR, "visit.cancel", entity_type="visit", entity_id=None,
+        subject=audit.Subject(participant_id=uuid.uuid4()), after={"status": "cancelled"},
+    )  # fmt: skip
+    db.execute(
+        text('UPDATE audit_events SET "after" = :a WHERE chain = :c'),
+        {"a": stored, "c": event.chain},
+    )
+
+    report = assert_caught(app, f"event {event.id} (chain {event.chain}, seq 1)")
+    assert "its after does not decrypt: the event was edited" in report
+
+
+def test_a_payload_token_moved_from_before_to_after_is_caught(app, tamperable):
+    """Each payload column has its own purpose: a ciphertext copied across fails."""
+    db = tamperable
+    event = audit.record(
+        db, ACTOR, "visit.cancel", entity_type="visit", entity_id=None,
+        subject=audit.Subject(participant_id=uuid.uuid4()),
+        before={"status": "scheduled"}, after={"status": "cancelled"},
+    )  # fmt: skip
+    db.execute(
+        text('UPDATE audit_events SET "after" = "before" WHERE chain = :c'), {"c": event.chain}
+    )
+
+    report = assert_caught(app, f"event {event.id} (chain {event.chain}, seq 1)")
+    assert "its after does not decrypt: the event was edited" in report
