@@ -157,17 +157,21 @@ def device_problems(raw: object) -> dict[str, list[str]]:
     ones), keyed `device.<field>`; empty when it is fine."""
     if not isinstance(raw, Mapping):
         return {"device": ["an object"]}
-    return {
-        f"device.{name}": (
-            [f"a string of 1 to {MAX_DEVICE_FIELD} characters"]
-            if name in DEVICE_FIELDS
-            else [f"unknown field; use {', '.join(DEVICE_FIELDS)}"]
-        )
-        for name, value in raw.items()
-        if name not in DEVICE_FIELDS
-        or not isinstance(value, str)
-        or not 1 <= len(value) <= MAX_DEVICE_FIELD
-    }
+    problems = {}
+    for name, value in raw.items():
+        why = _device_field_problem(name, value)
+        if why:
+            problems[f"device.{name}"] = [why]
+    return problems
+
+
+def _device_field_problem(name: object, value: object) -> str | None:
+    """One line of text a person reads on a device's label, or why not."""
+    if name not in DEVICE_FIELDS:
+        return f"unknown field; use {', '.join(DEVICE_FIELDS)}"
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_DEVICE_FIELD:
+        return f"a string of 1 to {MAX_DEVICE_FIELD} characters"
+    return unstorable(value) or text_problem(value, multiline=False)
 
 
 def is_clock_time(value: object) -> bool:

@@ -317,6 +317,10 @@ def test_the_type_is_judged_from_the_content(
         ({"device": "Acme Beat 2"}, "device"),
         ({"device": '["Acme"]'}, "device"),
         ({"device": '{"colour": "red"}'}, "device"),
+        ({"device": "[" * 5000}, "device"),  # nested past Python's recursion limit
+        ({"device": '{"model": "Beat\\u0000"}'}, "device"),
+        ({"device": '{"model": "\\ud800x"}'}, "device"),
+        ({"device": '{"model": "Beat\\u202e2"}'}, "device"),
         ({"client_id": "not-a-uuid"}, "client_id"),
         ({"supersedes_id": random_id()}, "supersede_reason"),
         ({"shoe_size": "43"}, "shoe_size"),
