@@ -24,6 +24,9 @@ from services.models import Questionnaire, QuestionnaireStatus, Study, Visit, Vi
 
 LOCATIONS = ("home", "site")
 MIN_DURATION, MAX_DURATION = 5, 720
+# Screening may come a year before baseline; follow-up up to ten years after (as ePRO).
+MIN_DAY, MAX_DAY = -365, 3650
+MAX_WINDOW = 365  # days either side of the target day
 # The fields that dated already planned visits.
 _DATING = ("day", "window_before", "window_after")
 
@@ -50,12 +53,12 @@ def _problems(definition: Definition) -> list[str]:
         problems.append("code: 1 to 32 characters")
     if not isinstance(definition.name, str) or not 1 <= len(definition.name.strip()) <= 200:
         problems.append("name: 1 to 200 characters")
-    if not _is_int(definition.day):
-        problems.append("day: an integer (days from baseline)")
+    if not _is_int(definition.day) or not MIN_DAY <= definition.day <= MAX_DAY:
+        problems.append(f"day: days from baseline, {MIN_DAY} to {MAX_DAY}")
     for name in ("window_before", "window_after"):
         value = getattr(definition, name)
-        if not _is_int(value) or value < 0:
-            problems.append(f"{name}: an integer >= 0")
+        if not _is_int(value) or not 0 <= value <= MAX_WINDOW:
+            problems.append(f"{name}: 0 to {MAX_WINDOW} days")
     duration = definition.duration_minutes
     if not _is_int(duration) or not MIN_DURATION <= duration <= MAX_DURATION:
         problems.append(f"duration_minutes: {MIN_DURATION} to {MAX_DURATION}")

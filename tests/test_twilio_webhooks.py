@@ -288,6 +288,17 @@ def test_a_callback_without_a_usable_sid_is_invalid(hooks, db, world, sid):
     assert count(db, SmsEvent) == 0
 
 
+def test_an_error_code_beyond_its_column_is_invalid(hooks, db, world):
+    """A signed callback is still input: an ErrorCode past int4 is 422, not a 500."""
+    message = outbox_row(db, world.patient_a)
+    form = status_form("SM" + "6" * 32, "failed", error_code=2**31)
+
+    response = post_signed(hooks, STATUS, form, query=f"?message_id={message.id}")
+
+    assert "ErrorCode" in assert_problem(response, 422)["errors"]
+    assert count(db, SmsEvent) == 0
+
+
 def test_a_callback_found_by_sid_alone(hooks, db, world):
     sid = "SM" + "5" * 32
     message = outbox_row(db, world.patient_a, status="sent", twilio_sid=sid)

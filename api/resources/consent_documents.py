@@ -79,6 +79,7 @@ class ConsentDraftSchema(ma.Schema):
     quiz_pass_mark = ma.fields.Integer(
         load_default=None,
         allow_none=True,
+        validate=ma.validate.Range(1, 1000),
         metadata={"description": "Correct answers needed to pass; required with a quiz"},
     )
 

@@ -32,13 +32,22 @@ class ScheduleDefinitionSchema(ma.Schema):
     code = ma.fields.String(required=True, validate=ma.validate.Length(1, 32))
     name = ma.fields.String(required=True, validate=ma.validate.Length(1, 200))
     day = ma.fields.Integer(
-        required=True, strict=True, metadata={"description": "days from baseline (day 0)"}
+        required=True,
+        strict=True,
+        validate=ma.validate.Range(schedule.MIN_DAY, schedule.MAX_DAY),
+        metadata={"description": "days from baseline (day 0)"},
     )
     window_before = ma.fields.Integer(
-        required=True, strict=True, validate=ma.validate.Range(min=0), metadata={"unit": "days"}
+        required=True,
+        strict=True,
+        validate=ma.validate.Range(0, schedule.MAX_WINDOW),
+        metadata={"unit": "days"},
     )
     window_after = ma.fields.Integer(
-        required=True, strict=True, validate=ma.validate.Range(min=0), metadata={"unit": "days"}
+        required=True,
+        strict=True,
+        validate=ma.validate.Range(0, schedule.MAX_WINDOW),
+        metadata={"unit": "days"},
     )
     duration_minutes = ma.fields.Integer(
         required=True,

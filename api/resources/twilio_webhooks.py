@@ -59,7 +59,9 @@ class TwilioStatusFormSchema(ma.Schema):
 
     message_sid = ma.fields.String(data_key="MessageSid", required=True, validate=SID)
     message_status = ma.fields.String(data_key="MessageStatus", required=True)
-    error_code = ma.fields.Integer(data_key="ErrorCode", load_default=None)
+    error_code = ma.fields.Integer(
+        data_key="ErrorCode", load_default=None, validate=ma.validate.Range(0, 2**31 - 1)
+    )
 
 
 class TwilioInboundFormSchema(ma.Schema):

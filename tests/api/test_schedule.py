@@ -175,6 +175,10 @@ BAD_SCHEDULES = {
     "day not an integer": changed("V1", day="3"),
     "day a fraction": changed("V1", day=1.5),
     "negative window": changed("V1", window_before=-1),
+    # beyond the range a visit date can take (PostgreSQL's int4 and Python's dates)
+    "day too late": changed("V1", day=2**53 - 1),
+    "day too early": changed("V1", day=-366),
+    "window too wide": changed("V1", window_after=366),
     "duration too short": changed("V1", duration_minutes=4),
     "duration too long": changed("V1", duration_minutes=721),
     "unknown location": changed("V1", location="clinic"),
