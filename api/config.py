@@ -160,9 +160,10 @@ def _check(settings: Mapping[str, Any]) -> None:
             raise RuntimeError(
                 f"DCT_CORS_ORIGINS: {origin!r} is not an origin such as https://tools.example.org"
             )
-    decode_master_key(settings["DCT_ENCRYPTION_KEY"])
-    decode_audit_key(settings["DCT_AUDIT_KEY"])
-    if settings["DCT_AUDIT_KEY"] == settings["DCT_ENCRYPTION_KEY"]:
+    # Keys are compared as the bytes they decode to: base64 may be spelled several ways.
+    encryption_key = decode_master_key(settings["DCT_ENCRYPTION_KEY"])
+    audit_key = decode_audit_key(settings["DCT_AUDIT_KEY"])
+    if audit_key == encryption_key:
         # One leaked key must not both decrypt the data and re-sign the audit trail.
         raise RuntimeError("DCT_AUDIT_KEY must differ from DCT_ENCRYPTION_KEY")
     if settings["DCT_ENV"] != "production":
@@ -171,9 +172,9 @@ def _check(settings: Mapping[str, Any]) -> None:
     jwt_secret = settings["JWT_SECRET_KEY"]
     if jwt_secret == DEV_JWT_SECRET or len(jwt_secret) < 32:
         problems.append("JWT_SECRET_KEY must be set to a random secret of 32+ characters")
-    if settings["DCT_ENCRYPTION_KEY"] == DEV_ENCRYPTION_KEY:
+    if encryption_key == decode_master_key(DEV_ENCRYPTION_KEY):
         problems.append("DCT_ENCRYPTION_KEY must be set to 32 random bytes in URL-safe base64")
-    if settings["DCT_AUDIT_KEY"] == DEV_AUDIT_KEY:
+    if audit_key == decode_audit_key(DEV_AUDIT_KEY):
         problems.append("DCT_AUDIT_KEY must be set to 32 random bytes in URL-safe base64")
     if settings["DCT_PASSWORD_HASH_CHEAP"]:
         problems.append("DCT_PASSWORD_HASH_CHEAP is for tests only")

@@ -33,6 +33,26 @@ def test_the_audit_key_must_differ_from_the_encryption_key(env):
         config.load(production(DCT_ENV=env, DCT_AUDIT_KEY=TEST_KEY))
 
 
+def test_the_same_key_spelled_without_its_padding_is_the_same_key():
+    """Keys compare as bytes: dropping base64's '=' does not make another key."""
+    unpadded = TEST_KEY.rstrip("=")
+    assert unpadded != TEST_KEY
+    with pytest.raises(RuntimeError, match="DCT_AUDIT_KEY must differ from DCT_ENCRYPTION_KEY"):
+        config.load(production(DCT_ENV="development", DCT_AUDIT_KEY=unpadded))
+
+
+@pytest.mark.parametrize("name", ["DCT_AUDIT_KEY", "DCT_ENCRYPTION_KEY"])
+def test_production_refuses_a_development_key_however_it_is_spelled(database_url, name):
+    public = {
+        "DCT_AUDIT_KEY": config.DEV_AUDIT_KEY,
+        "DCT_ENCRYPTION_KEY": config.DEV_ENCRYPTION_KEY,
+    }
+    settings = production(DATABASE_URL=database_url, **{name: public[name].rstrip("=")})
+
+    with pytest.raises(RuntimeError, match=f"refusing to start in production.*{name}"):
+        create_app(settings)
+
+
 @pytest.mark.parametrize("bad", ["not base64!", random_secret(16)])
 def test_a_malformed_audit_key_is_refused(bad):
     with pytest.raises(ValueError, match="DCT_AUDIT_KEY"):
