@@ -7,7 +7,8 @@
   finite numbers (RFC 7493; a 422 naming the field), strings and keys without NUL or
   lone surrogates (a 422 naming the field: PostgreSQL refuses NUL, UTF-8 cannot encode
   a surrogate). The views' webargs parser reads the parsed body from here.
-- Query parameters (422) and path segments (404) obey the same string rule.
+- Query parameters and URL-encoded form fields (422) and path segments (404) obey the
+  same string rule.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from services.errors import Invalid
 from services.validation import unstorable
 
 JSON_TYPES = frozenset({"application/json"})
+FORM = "application/x-www-form-urlencoded"  # what Twilio's webhooks send
 # A MethodView reading another media type (uploads, tus) sets `accepted_media_types`.
 MAX_JSON_DEPTH = 32  # the deepest body the API documents is a questionnaire, at about 8
 MAX_JSON_INTEGER = 2**53 - 1  # RFC 7493 section 2.2: beyond it, parsers round integers
@@ -131,6 +133,10 @@ def _check() -> None:
         )
     if request.is_json:
         json_body()
+    elif request.mimetype == FORM:  # multipart is left to its view: it streams a file
+        problems = _unstorable(request.form.items(multi=True))
+        if problems:
+            raise Invalid("the form holds values that cannot be stored", errors=problems)
 
 
 def init_app(app: Flask) -> None:

@@ -299,6 +299,18 @@ def test_an_error_code_beyond_its_column_is_invalid(hooks, db, world):
     assert count(db, SmsEvent) == 0
 
 
+@pytest.mark.parametrize("field", ["MessageSid", "MessageStatus", "To"])
+def test_a_nul_in_a_form_field_is_invalid(hooks, db, world, field):
+    """PostgreSQL refuses NUL in text: caught at the edge as 422, before any view."""
+    message = outbox_row(db, world.patient_a)
+    form = {**status_form("SM" + "7" * 32, "sent"), field: "sent\x00"}
+
+    response = post_signed(hooks, STATUS, form, query=f"?message_id={message.id}")
+
+    assert field in assert_problem(response, 422)["errors"]
+    assert count(db, SmsEvent) == 0
+
+
 def test_a_callback_found_by_sid_alone(hooks, db, world):
     sid = "SM" + "5" * 32
     message = outbox_row(db, world.patient_a, status="sent", twilio_sid=sid)
