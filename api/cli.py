@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import datetime as dt
+import json
+import signal
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 from alembic import command
 from alembic.config import Config
+from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
 from apscheduler.schedulers.base import BaseScheduler
 from flask import Flask, current_app
 from flask.cli import AppGroup, run_command
@@ -18,6 +24,7 @@ from api.db import database
 from consent import demo as consent_demo
 from services import (
     audit,
+    audit_anchors,
     bootstrap,
     demo,
     demo_diagnostics,
@@ -89,14 +96,53 @@ def users_create(
 
 
 @audit_cli.command("verify")
-def audit_verify() -> None:
-    """Walk every hash chain and the seals; exit 1 at the first broken link."""
+@click.option(
+    "--anchors",
+    type=click.File("r"),
+    multiple=True,
+    help="a seal digest from `audit export-seals`, kept outside; may be repeated",
+)
+def audit_verify(anchors: tuple[TextIO, ...]) -> None:
+    """Walk every hash chain and the seals; exit 1 at the first broken link. With
+    --anchors, also exit 1 when a seal exported earlier is missing or changed (which
+    is also written to the audit trail as a security alert)."""
+    try:
+        anchored = [line for file in anchors for line in audit_anchors.read_anchor_lines(file)]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--anchors") from None
     with database().sessions() as session:
         checked, broken = audit.verify(session)
+        mismatches = audit_anchors.check(session, anchored)
+        if mismatches:
+            actor = Actor.system("audit-verify-anchors")
+            audit_anchors.record_mismatches(session, actor, mismatches)
+            session.commit()
     if broken:
         click.echo(f"BROKEN after {checked} good events: {broken.where}: {broken.problem}")
+    for mismatch in mismatches:
+        click.echo(f"ANCHOR MISMATCH {mismatch.describe()}")
+    if broken or mismatches:
         sys.exit(1)
     click.echo(f"audit trail intact: {checked} events verified")
+    if anchored:
+        click.echo(f"{len(anchored)} anchored seals match")
+
+
+@audit_cli.command("export-seals")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="the UTC day whose seals to export (default: yesterday)",
+)
+def audit_export_seals(day: dt.datetime | None) -> None:
+    """Print a day's seals as JSON Lines, to copy to write-once storage (an S3 bucket
+    with Object Lock, WORM media) and check later with `audit verify --anchors`."""
+    chosen = day.date() if day else dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    with database().sessions() as session:
+        for line in audit_anchors.seal_digest(session, chosen):
+            click.echo(json.dumps(line, sort_keys=True))
 
 
 @audit_cli.command("seal")
@@ -183,8 +229,27 @@ def scheduler_run() -> None:
     """Run the scheduler in the foreground: production runs this as its own process
     (one or more: every job claims its work in the database)."""
     scheduler = build_scheduler(current_app, blocking=True)
+    # SIGTERM (how process managers stop it) ends it like Ctrl+C does: through
+    # shutdown, which waits for running jobs and writes the last audit seal.
+    signal.signal(signal.SIGTERM, _interrupt)
+    scheduler.add_listener(_announce, EVENT_SCHEDULER_STARTED)
+    try:
+        scheduler.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if scheduler.running:
+            scheduler.shutdown()
+    click.echo("scheduler stopped")
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _announce(_event: SchedulerEvent) -> None:
+    """Said once it runs: from here on, a stop seals the audit trail."""
     click.echo("scheduler running; Ctrl+C to stop")
-    scheduler.start()
 
 
 @click.command("serve")
@@ -221,7 +286,13 @@ def start_scheduler_under_flask_run(app: Flask) -> BaseScheduler | None:
         return None
     scheduler = build_scheduler(app, blocking=False)
     scheduler.start()
+    atexit.register(_stop, scheduler)  # its daemon threads would die without a last seal
     return scheduler
+
+
+def _stop(scheduler: BaseScheduler) -> None:
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
 
 
 def init_app(app: Flask) -> None:

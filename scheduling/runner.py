@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, SchedulerEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -143,4 +144,11 @@ def build_scheduler(
             max_instances=1,
             misfire_grace_time=300,
         )
+    scheduler.add_listener(partial(_seal_at_shutdown, sessions), EVENT_SCHEDULER_SHUTDOWN)
     return scheduler
+
+
+def _seal_at_shutdown(sessions: sessionmaker[Session], _event: SchedulerEvent) -> None:
+    """A last seal as the scheduler stops: what was written since the last periodic
+    seal is pinned too, instead of waiting for the next scheduler to start."""
+    run_job(sessions, "audit-seal-at-shutdown", housekeeping.seal_audit_trail)
