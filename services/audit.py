@@ -7,8 +7,8 @@ PostgreSQL; SQLite serialises writers anyway) until that transaction ends.
 Every event and seal carries an HMAC under the audit key (services/audit_key.py), so
 someone who can write to the database but does not hold the key cannot forge, edit,
 insert or renumber anything that `verify` then accepts; the seals, taken every
-minute and exported outside (`seal_digest`), bound what deleting a chain's newest
-events can hide. See docs/audit-trail.md.
+minute and at scheduler stop and anchored outside (services/audit_anchors.py), bound
+what deleting a chain's newest events can hide. See docs/audit-trail.md.
 """
 
 from __future__ import annotations
