@@ -317,6 +317,17 @@ class SealedStaging:
         self.storage.append(transfer_id, raw_offset, records())
         return received
 
+    def intact_size(self, transfer_id: uuid.UUID) -> int:
+        """How much of the staging still opens. A process that stops inside `append`,
+        between cutting the tail record back and sealing it again, leaves less than
+        the transfer's offset, or a torn last record (then back to its chunk's start)."""
+        size = self.staged_size(transfer_id)
+        try:
+            self._tail(transfer_id, size)
+        except Tampered:
+            return size // CHUNK * CHUNK
+        return size
+
     def staged_size(self, transfer_id: uuid.UUID) -> int:
         raw = self.storage.staged_size(transfer_id)
         if raw <= HEADER_SIZE:

@@ -66,6 +66,15 @@ class Interrupted(DomainError):
     keep_changes = True
 
 
+class StagingBehind(Conflict):
+    """The staging holds less than the transfer's offset (see `SealedStaging.
+    intact_size`): the offset winds back to what is intact, and that must survive the
+    rollback the error brings."""
+
+    kind = "upload-offset-moved"
+    keep_changes = True
+
+
 class _HashOnly:
     """The `Staged` of a writer that only hashes and counts: tus bytes reach the storage
     through `Storage.append` and are promoted from the staging area."""
@@ -255,6 +264,8 @@ def append(
     recorded (`upload_id` is set). With `checksum` (the body's SHA-256) a body that
     does not match, or does not arrive whole, leaves nothing."""
     transfer = _in_progress(session, actor, transfer_id, now)
+    staging = upload_keys.staging(session, storage, transfer)
+    _catch_up(staging, transfer)
     if offset != transfer.offset_bytes:
         raise Conflict(
             f"Upload-Offset {offset} is not the transfer's offset {transfer.offset_bytes}: "
@@ -263,7 +274,6 @@ def append(
     room = transfer.length_bytes - offset
     writer = _running_hash(transfer)
     request_hash = hashlib.sha256() if checksum is not None else None
-    staging = upload_keys.staging(session, storage, transfer)
     try:
         written = staging.append(
             transfer.id, offset, _received(body(room), room, writer, request_hash)
@@ -285,6 +295,20 @@ def append(
     else:
         _complete(session, actor, staging, transfer, writer, now)
     return transfer
+
+
+def _catch_up(staging: SealedStaging, transfer: TusTransfer) -> None:
+    """Wind the offset back to the bytes the staging still holds intact, telling the
+    client where to resume: without it every later PATCH would fail for good."""
+    intact = staging.intact_size(transfer.id)
+    if intact >= transfer.offset_bytes:
+        return
+    lost = transfer.offset_bytes
+    transfer.offset_bytes = intact
+    raise StagingBehind(
+        f"the server lost bytes {intact} to {lost} of this transfer when it stopped while "
+        f"writing them: resume at offset {intact} (HEAD answers it too)"
+    )
 
 
 def _interrupted(

@@ -27,7 +27,7 @@ from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from scheduling.runner import job_specs, run_job
-from services import tus, upload_keys
+from services import envelope, tus, upload_keys
 from services.db import utcnow
 from services.envelope import SealedStaging
 from services.models import TusTransfer, Upload
@@ -886,3 +886,39 @@ def test_a_patch_waits_for_the_one_streaming_and_then_finds_the_offset_moved(
     assert offset_of(app.test_client(), headers, url) == 100_000
     (path,) = staged(upload_dir)
     assert staged_content(app, path) == content[:100_000]
+
+
+@pytest.mark.parametrize(
+    ("cut", "intact"),
+    [
+        # the second record cut back to nothing: the first stays whole
+        (lambda raw: envelope.HEADER_SIZE + envelope.RECORD, envelope.CHUNK),
+        # the second record torn part-way: back to the start of its chunk
+        (lambda raw: raw - 100, envelope.CHUNK),
+        # only the header left (a crash while re-sealing the first chunk)
+        (lambda raw: envelope.HEADER_SIZE, 0),
+    ],
+    ids=["record-cut", "record-torn", "header-only"],
+)
+def test_a_staging_left_behind_its_offset_by_a_crash_winds_back_and_resumes(
+    http, auth, db, upload_dir, cut, intact
+):
+    """A process that stops inside an append (after cutting the tail record back,
+    before sealing it again) leaves less than the acknowledged offset: the next PATCH
+    answers 409 with where to resume, HEAD agrees, and the transfer completes."""
+    content = pdf(envelope.CHUNK + 60 * KIB)
+    url = created(http, auth, content)
+    half = envelope.CHUNK + 40 * KIB
+    assert send(http, auth, url, content[:half], 0).status_code == 204
+    (path,) = staged(upload_dir)
+    with path.open("r+b") as file:
+        file.truncate(cut(path.stat().st_size))
+
+    response = send(http, auth, url, content[half:], half)
+
+    assert f"resume at offset {intact}" in assert_problem(response, 409)["detail"]
+    assert offset_of(http, auth, url) == intact
+    done = send(http, auth, url, content[intact:], intact)
+    assert done.status_code == 204, done.get_data(as_text=True)
+    (upload,) = db.scalars(select(Upload)).all()
+    assert upload.sha256 == hexdigest(content)
