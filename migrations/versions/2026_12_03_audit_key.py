@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,6 +37,7 @@ depends_on = None
 
 SEAL_CHAIN = "seals"
 GENESIS = "0" * 64
+BATCH = 500
 PAYLOADS = ("before", "after")  # JSON columns: each now holds one JSON string, the token
 
 events = sa.table(
@@ -100,12 +101,11 @@ def _opened(token: Any, column: str) -> Any:
 def _rewrite_free_text(convert: Callable[[Any, str], Any]) -> None:
     """Set every non-null reason, before and after to convert(value, column)."""
     bind = op.get_bind()
-    rows = bind.execute(sa.select(events)).all()
-    if not rows:
+    if bind.execute(sa.select(events.c.id).limit(1)).first() is None:
         return
     _configure_keys()
     _append_only(False)
-    for row in rows:
+    for row in _in_batches(bind):
         values = {
             column: convert(getattr(row, column), column)
             for column in ("reason", *PAYLOADS)
@@ -114,6 +114,18 @@ def _rewrite_free_text(convert: Callable[[Any, str], Any]) -> None:
         if values:
             bind.execute(events.update().where(events.c.id == row.id).values(**values))
     _append_only(True)
+
+
+def _in_batches(bind: sa.Connection) -> Iterator[sa.Row[Any]]:
+    """Every event, BATCH at a time in id order: a trail never sits in memory whole."""
+    last = None
+    while True:
+        query = sa.select(events).order_by(events.c.id).limit(BATCH)
+        found = bind.execute(query if last is None else query.where(events.c.id > last)).all()
+        yield from found
+        if len(found) < BATCH:
+            return
+        last = found[-1].id
 
 
 def _write_cutover_seal() -> None:

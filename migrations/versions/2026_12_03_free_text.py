@@ -50,6 +50,7 @@ REASONS = (
     ("consents", "withdrawal_reason", 1000),
     ("uploads", "supersede_reason", 1000),
 )
+BATCH = 200
 APPEND_ONLY = {"epro_responses", "uploads"}  # PostgreSQL triggers refuse UPDATE on these
 
 
@@ -75,16 +76,28 @@ def _rewrite(
     target: sa.ColumnClause[Any] | None = None,
 ) -> None:
     """Set `target` (default: `source` itself) to change(source) in every row whose
-    source is not null, row by row by id."""
+    source is not null, row by row."""
     target = source if target is None else target
     columns = [source] if target is source else [source, target]
     rows = sa.table(table, sa.column("id", sa.Uuid()), *columns)
     bind = op.get_bind()
-    found = bind.execute(sa.select(rows.c.id, source).where(source.is_not(None))).all()
     with _writable(table):
-        for row_id, value in found:
+        for row_id, value in _in_batches(bind, rows.c.id, source):
             update = sa.update(rows).where(rows.c.id == row_id)
             bind.execute(update.values({target.name: change(value)}))
+
+
+def _in_batches(bind: sa.Connection, key: Any, source: Any) -> Iterator[tuple[Any, Any]]:
+    """(id, value) of every row whose value is not null, BATCH rows at a time in id
+    order, so a table of signed PDFs never sits in memory whole."""
+    last = None
+    while True:
+        query = sa.select(key, source).where(source.is_not(None)).order_by(key).limit(BATCH)
+        found = bind.execute(query if last is None else query.where(key > last)).all()
+        yield from found
+        if len(found) < BATCH:
+            return
+        last = found[-1][0]
 
 
 def _retype(table: str, name: str, old: Any, new: Any, change: Callable[[Any], Any]) -> None:
