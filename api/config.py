@@ -14,6 +14,7 @@ from typing import Any
 
 from services.audit_key import decode_audit_key
 from services.crypto import decode_master_key
+from services.zip_inspection import ZipLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 # Development-only values: known to everyone, so production refuses them.
@@ -52,9 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "DCT_S3_REGION": "",
     "DCT_UPLOAD_MAX_BYTES": 200 * 1024 * 1024,
     "DCT_UPLOAD_MAX_BYTES_BY_KIND": "",
-    "DCT_ZIP_MAX_ENTRIES": 10_000,
-    "DCT_ZIP_MAX_UNCOMPRESSED_BYTES": 1024 * 1024 * 1024,
-    "DCT_ZIP_MAX_RATIO": 100,
+    "DCT_ZIP_MAX_ENTRIES": ZipLimits.entries,
+    "DCT_ZIP_MAX_UNCOMPRESSED_BYTES": ZipLimits.uncompressed,
+    "DCT_ZIP_MAX_RATIO": ZipLimits.ratio,
     "DCT_CORS_ORIGINS": "",
     "DCT_TUS_EXPIRY_HOURS": 24,
     "DCT_SCHEDULER_ENABLED": True,

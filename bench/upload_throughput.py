@@ -4,7 +4,7 @@ peak memory. Targets: tus at 1.0x or more and multipart at 0.5x or more of the
 sha256sum rate; peak RSS growth under 64 MiB. Printed, not asserted.
 
 Method. A file of --size-mib random bytes (os.urandom, written in chunks) starting with
-a ZIP local-file header, so that kind "other" accepts it by its magic bytes, is written
+a PDF header, so that kind "other" accepts it by its magic bytes, is written
 to a temporary folder; `sha256sum` reads it twice (the better run counts; the file is
 then in the page cache, as it is for curl). gunicorn serves the app with one sync
 worker (--timeout 600) on a scratch PostgreSQL database, storing files in another
@@ -69,7 +69,9 @@ from services.db import make_engine
 from services.models import Upload
 
 MIB = 1024 * 1024
-ZIP_HEADER = b"PK\x03\x04"  # what services/filetypes.py `detect` calls a ZIP file
+# What services/filetypes.py `detect` calls a PDF; not a ZIP, whose entries every upload
+# inflates to inspect (services/zip_inspection.py): random bytes are no archive.
+PDF_HEADER = b"%PDF-1.7\n"
 CHUNK = 8 * MIB
 CONSENT = "## Why this study\n\nWe study home monitoring.\n\n## Risks\n\nFew."
 TUS = ("-H", "Tus-Resumable: 1.0.0")
@@ -105,8 +107,8 @@ class Refused(Exception):
 
 def write_random(path: Path, size: int) -> None:
     with path.open("wb") as file:
-        file.write(ZIP_HEADER)
-        left = size - len(ZIP_HEADER)
+        file.write(PDF_HEADER)
+        left = size - len(PDF_HEADER)
         while left > 0:
             file.write(os.urandom(min(CHUNK, left)))
             left -= CHUNK
@@ -300,7 +302,7 @@ def report(size: int, sha_seconds: float, results: list[Result], baseline_kib: i
 
 
 def measure(args: argparse.Namespace, url: str, token: str, folder: Path) -> None:
-    path, storage = folder / "upload.zip", folder / "storage"
+    path, storage = folder / "upload.pdf", folder / "storage"
     size = args.size_mib * MIB
     print(f"writing {args.size_mib} MiB of random bytes", flush=True)
     write_random(path, size)

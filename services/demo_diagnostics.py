@@ -18,6 +18,7 @@ from services.db import utcnow
 from services.demo import STUDY_CODE
 from services.models import Participant, ParticipantStatus, Reading, Study, Upload, User
 from services.storage import Storage
+from services.zip_inspection import ZipLimits
 
 COORDINATOR = "coordinator.brussels@demo.dct.example"
 PATIENT = "jan.janssens@demo.dct.example"
@@ -87,7 +88,7 @@ def _upload_glucose_export(
     target = uploads.prepare(session, patient, meta, now=now)
     staged = upload_keys.stage(session, storage)
     try:
-        received = uploads.HashingWriter(staged, len(GLUCOSE_CSV))
+        received = uploads.HashingWriter(staged, len(GLUCOSE_CSV), ZipLimits())
         received.write(GLUCOSE_CSV)
         upload, _ = uploads.finish(
             session,

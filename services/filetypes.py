@@ -1,7 +1,14 @@
 """What a file is, judged from its first bytes, never from the client's name or
-Content-Type header; and which types each kind of upload accepts."""
+Content-Type header; and which types each kind of upload accepts.
+
+HTML is never accepted, under any kind: a stored page opened in a browser could run
+script with the service's origin. It is recognised as browsers recognise it (the
+WHATWG MIME sniffing tags at the start) and by the tags and namespace that make a
+document active anywhere in the sniffed bytes, so it cannot pass as XML or CSV."""
 
 from __future__ import annotations
+
+import re
 
 from services.errors import UnsupportedType
 
@@ -17,6 +24,7 @@ EDF = "application/edf"
 JSON = "application/json"
 XML = "application/xml"
 CSV = "text/csv"
+HTML = "text/html"  # recognised only to be refused: in no kind's list
 
 NAMES = {PDF: "PDF", PNG: "PNG", JPEG: "JPEG", DICOM: "DICOM", ZIP: "ZIP", EDF: "EDF",
          JSON: "JSON", XML: "XML", CSV: "CSV"}  # fmt: skip
@@ -53,6 +61,22 @@ def _text(head: bytes) -> str | None:
     return None
 
 
+_HTML_START = re.compile(
+    r"\s*<(!doctype\s+html|html|head|script|iframe|h1|div|font|table|a|style|title|b|body|br|p)"
+    r"[\s>]",
+    re.IGNORECASE,
+)
+_HTML_ANYWHERE = re.compile(
+    r"<(!doctype\s+html|html|script|iframe|body|object|embed|svg)[\s>/]"
+    r"|http://www\.w3\.org/1999/xhtml",
+    re.IGNORECASE,
+)
+
+
+def _is_html(text: str) -> bool:
+    return bool(_HTML_START.match(text) or _HTML_ANYWHERE.search(text))
+
+
 def _edf(head: bytes) -> bool:
     """EDF/EDF+ headers start with the version "0" padded to 8 ASCII spaces."""
     return head[:8] == b"0       " and all(32 <= byte < 127 for byte in head[:256])
@@ -70,6 +94,8 @@ def detect(head: bytes) -> str | None:
     text = _text(head)
     if text is None:
         return None
+    if _is_html(text):
+        return HTML
     stripped = text.lstrip()
     if stripped.startswith("<"):
         return XML
@@ -84,6 +110,11 @@ def detect(head: bytes) -> str | None:
 def judge(head: bytes, kind: str) -> str:
     """The media type to store for this kind of upload, or 415 saying why not."""
     media_type = detect(head)
+    if media_type == HTML:
+        raise UnsupportedType(
+            "the content is HTML (judged from its first bytes): HTML is never accepted, "
+            "under any kind"
+        )
     accepted = ", ".join(sorted(NAMES[t] for t in ALLOWED[kind]))
     if media_type is None:
         raise UnsupportedType(

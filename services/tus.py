@@ -40,6 +40,7 @@ from services.models import Participant, TusTransfer, Upload
 from services.people import participant_subject
 from services.storage import Storage
 from services.uploads import HashingWriter, Limits, UploadMeta
+from services.zip_inspection import ZipLimits
 
 _UUID_FIELDS = ("visit_id", "client_id", "supersedes_id")
 _CACHED_HASHES = 256  # transfers whose running hash this process keeps (~4 KiB each)
@@ -205,14 +206,16 @@ def _in_progress(
     return get_visible(session, query, transfer_id, "resumable upload")
 
 
-def _running_hash(transfer: TusTransfer) -> HashingWriter | None:
+def _running_hash(transfer: TusTransfer, zip_limits: ZipLimits) -> HashingWriter | None:
     """The whole file's hash so far, when this process saw every byte up to the offset.
     Taken out of the cache: only a committed offset puts it back."""
     with _hashes_lock:
         writer = _hashes.pop(transfer.id, None)
     if writer is not None and writer.size == transfer.offset_bytes:
         return writer
-    return HashingWriter(_HashOnly(), transfer.length_bytes) if transfer.offset_bytes == 0 else None
+    if transfer.offset_bytes:
+        return None
+    return HashingWriter(_HashOnly(), transfer.length_bytes, zip_limits)
 
 
 def _keep_hash(session: Session, transfer: TusTransfer, writer: HashingWriter | None) -> None:
@@ -258,6 +261,7 @@ def append(
     body: Body,
     *,
     checksum: bytes | None,
+    zip_limits: ZipLimits,
     now: dt.datetime,
 ) -> TusTransfer:
     """Add a PATCH's body at `offset`; with the last byte, the file is verified and
@@ -272,7 +276,7 @@ def append(
             "ask for it with HEAD and resume from there"
         )
     room = transfer.length_bytes - offset
-    writer = _running_hash(transfer)
+    writer = _running_hash(transfer, zip_limits)
     request_hash = hashlib.sha256() if checksum is not None else None
     try:
         written = staging.append(
@@ -293,7 +297,7 @@ def append(
     if transfer.offset_bytes < transfer.length_bytes:
         _keep_hash(session, transfer, writer)
     else:
-        _complete(session, actor, staging, transfer, writer, now)
+        _complete(session, actor, staging, transfer, writer, zip_limits, now)
     return transfer
 
 
@@ -335,10 +339,10 @@ def _interrupted(
     )
 
 
-def _rehash(staging: SealedStaging, transfer: TusTransfer) -> HashingWriter:
+def _rehash(staging: SealedStaging, transfer: TusTransfer, zip_limits: ZipLimits) -> HashingWriter:
     """The whole file read back from the staging area, for a transfer another process
     took part in."""
-    writer = HashingWriter(_HashOnly(), transfer.length_bytes)
+    writer = HashingWriter(_HashOnly(), transfer.length_bytes, zip_limits)
     for chunk in staging.read_staged(transfer.id):
         writer.write(chunk)
     return writer
@@ -350,6 +354,7 @@ def _complete(
     staging: SealedStaging,
     transfer: TusTransfer,
     writer: HashingWriter | None,
+    zip_limits: ZipLimits,
     now: dt.datetime,
 ) -> None:
     meta = _meta(transfer)
@@ -364,7 +369,7 @@ def _complete(
                 actor,
                 meta,
                 prepared,
-                received=writer or _rehash(staging, transfer),
+                received=writer or _rehash(staging, transfer, zip_limits),
                 commit=lambda: staging.promote(transfer.id),
                 storage_backend=staging.storage.name,
                 transfer="tus",

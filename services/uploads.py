@@ -37,6 +37,7 @@ from services.errors import Conflict, Forbidden, Invalid, TooLarge
 from services.models import UPLOAD_KINDS, Participant, Upload, Visit, VisitStatus
 from services.people import participant_subject
 from services.storage import Staged
+from services.zip_inspection import ZipInspector, ZipLimits
 
 CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 UPLOADERS = (Role.PATIENT, Role.NURSE)
@@ -78,6 +79,7 @@ class Limits:
 
     default: int
     by_kind: Mapping[str, int] = field(default_factory=dict)
+    zip: ZipLimits = field(default_factory=ZipLimits)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Limits:
@@ -87,7 +89,7 @@ class Limits:
             if kind.strip() not in UPLOAD_KINDS or not size.strip().isdigit():
                 raise RuntimeError(f"DCT_UPLOAD_MAX_BYTES_BY_KIND: cannot read {pair!r}")
             by_kind[kind.strip()] = int(size)
-        return cls(settings["DCT_UPLOAD_MAX_BYTES"], by_kind)
+        return cls(settings["DCT_UPLOAD_MAX_BYTES"], by_kind, ZipLimits.from_settings(settings))
 
     def of(self, kind: str | None) -> int:
         """The kind's limit; before the kind is known, the largest of any kind."""
@@ -185,15 +187,16 @@ def prepare(
 
 
 class HashingWriter:
-    """Passes the body's chunks to a temporary object, hashing and counting them; stops
-    with 413 as soon as `limit` is crossed."""
+    """Passes the body's chunks to a temporary object, hashing and counting them, and
+    inspecting a ZIP as it passes; stops with 413 as soon as `limit` is crossed."""
 
-    def __init__(self, staged: Staged, limit: int) -> None:
+    def __init__(self, staged: Staged, limit: int, zip_limits: ZipLimits) -> None:
         self.staged = staged
         self.limit = limit
         self.size = 0
         self.head = b""
         self._sha256 = hashlib.sha256()
+        self.archive = ZipInspector(zip_limits)
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -202,6 +205,7 @@ class HashingWriter:
         if len(self.head) < filetypes.SNIFF_BYTES:
             self.head += chunk[: filetypes.SNIFF_BYTES - len(self.head)]
         self._sha256.update(chunk)
+        self.archive.feed(chunk)
         self.staged.write(chunk)
 
     @property
@@ -229,6 +233,9 @@ def finish(
             errors={"sha256": [f"the file received has SHA-256 {received.sha256}"]},
         )
     content_type = filetypes.judge(received.head, meta.kind)
+    refused = received.archive.problem() if content_type == filetypes.ZIP else None
+    if refused:
+        raise Invalid(f"the ZIP archive was refused: {refused}", errors={"file": [refused]})
     upload = Upload(
         id=uuid.uuid4(),
         client_id=meta.client_id,

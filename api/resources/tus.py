@@ -349,6 +349,7 @@ class TusTransferView(MethodView):
             offset,
             _body,
             checksum=_checksum(),
+            zip_limits=_limits().zip,
             now=utcnow(),
         )
         return _progress(transfer, 204)

@@ -205,7 +205,8 @@ class _Form:
         # Hold no transaction (on SQLite: the write lock) while the file streams in.
         self.session.commit()
         self.staged = upload_keys.stage(self.session, self.storage)  # sealed as it streams
-        self.writer = uploads.HashingWriter(self.staged, self.limits.of(self.fields.get("kind")))
+        limit = self.limits.of(self.fields.get("kind"))
+        self.writer = uploads.HashingWriter(self.staged, limit, self.limits.zip)
         for chunk in part.chunks:
             self.writer.write(chunk)
 
