@@ -13,6 +13,7 @@ import swagger_ui
 from flask import Flask, Response, send_from_directory
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
+from flask_smorest.pagination import PaginationMetadataSchema
 from flask_smorest.utils import prepare_response
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -40,6 +41,18 @@ class Api(SmorestApi):
         response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
         prepare_response(response, self.spec, PROBLEM_JSON)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+    def _register_pagination_header(self) -> None:
+        """X-Pagination is a JSON object in a header: OpenAPI says so with `content`, not
+        with an object `schema` (which would promise exploded key=value pairs)."""
+        self.spec.components.header(
+            "PAGINATION",
+            {
+                "description": "Pagination metadata, a JSON object",
+                "content": {"application/json": {"schema": PaginationMetadataSchema}},
+            },
+            lazy=True,
+        )
 
 
 def openapi_config() -> dict[str, Any]:

@@ -72,9 +72,7 @@ class Upload(Base):
     originator: Mapped[str] = mapped_column(String(16))
     uploaded_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     supersedes_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("uploads.id"))
-    supersede_reason: Mapped[str | None] = mapped_column(
-        EncryptedText("uploads.supersede_reason")
-    )
+    supersede_reason: Mapped[str | None] = mapped_column(EncryptedText("uploads.supersede_reason"))
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     created_at: Mapped[created_now]
 
