@@ -77,9 +77,11 @@ CONSENT = "## Why this study\n\nWe study home monitoring.\n\n## Risks\n\nFew."
 TUS = ("-H", "Tus-Resumable: 1.0.0")
 TARGETS = {"multipart": 0.5, "tus": 1.0}
 RSS_TARGET_MIB = 64
-# x sha256sum before files were sealed (commit 3f9725f): three 1 GiB runs on 2026-12-03,
-# each followed by one of the sealed code (which gave multipart 0.83-0.96, tus 0.65-0.84)
-PLAINTEXT_ERA = {"multipart": (0.79, 1.00), "tus": (0.63, 0.69)}
+# x sha256sum before files were sealed (commit 1f0b392, its own checkout and venv): two
+# 1 GiB runs on 2026-12-03, each followed by one of the sealed code, on a quiet machine
+# (the sealed code gave multipart 0.55 and 0.61, tus 0.58 and 0.51). An earlier series
+# on a busier machine gave 0.79-1.00 and 0.63-0.69 before, 0.83-0.96 and 0.65-0.84 sealed.
+PLAINTEXT_ERA = {"multipart": (0.55, 0.58), "tus": (0.54, 0.62)}
 
 
 @dataclass
