@@ -20,7 +20,7 @@ import uuid
 
 from common import reset
 
-from services import audit
+from services import audit, audit_key, crypto
 from services.actor import Actor
 from services.db import make_engine, make_session_factory
 
@@ -70,6 +70,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "sqlite:////tmp/dct_bench.sqlite3")
+    # Events are HMAC-chained under the audit key and their payloads encrypted: fresh
+    # keys for this scratch trail, as the app would take them from its settings.
+    crypto.configure(os.urandom(32))
+    audit_key.configure(os.urandom(32))
     reset(url)
     print(f"database: {make_engine(url).dialect.name}, {args.seconds}s a run")
     for threads in sorted({1, args.threads}):
