@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from flask.testing import FlaskClient
 from services.demo import DEMO_PASSWORD, PATIENTS, STAFF
 from tests.s3_server import BUCKET
 from tests.test_tus import TUS, created, send
+from tests.test_uploads import upload as post_form
 
 # Free text typed in the journey: a relative's name and phone, as reviewers found.
 REMARK = "Kleindochter Lotte Verbruggen doet mijn boodschappen"
@@ -220,14 +220,8 @@ def upload(
         "captured_at": captured.isoformat(),
         "device": device(),
         **fields,
-        "file": (io.BytesIO(export), f"{FILENAMES[0]}.csv"),
     }
-    return ok(
-        client.post(
-            "/api/v1/uploads", headers=headers, data=form, content_type="multipart/form-data"
-        ),
-        201,
-    )
+    return ok(post_form(client, headers, export, form, filename=f"{FILENAMES[0]}.csv"), 201)
 
 
 def half_sent(
