@@ -7,13 +7,13 @@ import datetime as dt
 import json
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
 import click
 from alembic import command
 from alembic.config import Config
-from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
 from apscheduler.schedulers.base import BaseScheduler
 from flask import Flask, current_app
 from flask.cli import AppGroup, run_command
@@ -228,28 +228,18 @@ def build_scheduler(app: Flask, *, blocking: bool) -> BaseScheduler:
 def scheduler_run() -> None:
     """Run the scheduler in the foreground: production runs this as its own process
     (one or more: every job claims its work in the database)."""
-    scheduler = build_scheduler(current_app, blocking=True)
-    # SIGTERM (how process managers stop it) ends it like Ctrl+C does: through
-    # shutdown, which waits for running jobs and writes the last audit seal.
-    signal.signal(signal.SIGTERM, _interrupt)
-    scheduler.add_listener(_announce, EVENT_SCHEDULER_STARTED)
-    try:
-        scheduler.start()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if scheduler.running:
-            scheduler.shutdown()
-    click.echo("scheduler stopped")
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _announce(_event: SchedulerEvent) -> None:
-    """Said once it runs: from here on, a stop seals the audit trail."""
+    scheduler = build_scheduler(current_app, blocking=False)
+    # SIGTERM (how process managers stop it) and Ctrl+C only set a flag: the main
+    # thread then shuts down, waiting for running jobs and writing the last audit seal.
+    # (Raising from a signal handler could land inside the scheduler's own locking.)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    scheduler.start()
     click.echo("scheduler running; Ctrl+C to stop")
+    stop.wait()
+    scheduler.shutdown()
+    click.echo("scheduler stopped")
 
 
 @click.command("serve")

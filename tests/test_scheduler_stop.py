@@ -41,12 +41,14 @@ def test_sigterm_stops_the_scheduler_after_a_last_seal(make_app, tmp_path: Path)
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stdout is not None
-    # Said once it runs; its jobs first run a minute later.
-    assert "scheduler running" in process.stdout.readline()
-
-    process.send_signal(signal.SIGTERM)
-    output, errors = process.communicate(timeout=60)
+    try:
+        assert process.stdout is not None
+        assert "scheduler running" in process.stdout.readline()  # it runs: its jobs too
+        process.send_signal(signal.SIGTERM)
+        output, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()  # never left running, nor its pipes open, when a step failed
+        process.communicate()
 
     assert process.returncode == 0, errors
     assert "scheduler stopped" in output
