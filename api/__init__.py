@@ -11,8 +11,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from api import auth, config, content_types, cors, db, errors, headers, limits, logs
 from api.openapi import Api, init_docs_assets, openapi_config
 from api.resources import BLUEPRINTS
-from services import audit_key, crypto, passwords
-from services.storage import make_storage
+from services import crypto, passwords
+from services.audit import key as audit_key
+from services.diagnostics.storage import make_storage
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:

@@ -28,10 +28,11 @@ from flask_jwt_extended.config import config as jwt_config
 
 from api.db import db_session
 from api.errors import problem
-from services import identity, people
 from services.actor import Actor, Role
 from services.errors import Unauthenticated
 from services.models import User
+from services.people import identity
+from services.people import participants as people
 
 jwt = JWTManager()
 

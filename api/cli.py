@@ -21,20 +21,18 @@ from flask.helpers import get_debug_flag
 from werkzeug.serving import is_running_from_reloader, run_simple
 
 from api.db import database
-from consent import demo as consent_demo
-from services import (
-    audit,
-    audit_anchors,
-    bootstrap,
-    demo,
-    demo_diagnostics,
-    demo_epro,
-    demo_visits,
-    upload_keys,
-    upload_reads,
-)
+from demo import consent as consent_demo
+from demo import diagnostics as demo_diagnostics
+from demo import epro as demo_epro
+from demo import seed as demo
+from demo import visits as demo_visits
 from services.actor import Actor, Role
+from services.audit import anchors as audit_anchors
+from services.audit import chain as audit
+from services.diagnostics import reads as upload_reads
+from services.diagnostics import upload_keys
 from services.errors import DomainError
+from services.people import bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 

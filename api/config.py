@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from services.audit_key import decode_audit_key
+from services.audit.key import decode_audit_key
 from services.crypto import decode_master_key
-from services.zip_inspection import ZipLimits
+from services.diagnostics.zip_inspection import ZipLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 # Development-only values: known to everyone, so production refuses them.

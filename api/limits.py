@@ -15,7 +15,7 @@ from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from services import lockout
+from services.people import lockout
 
 _MARK = "_dct_login_rate_limited"
 View = TypeVar("View", bound=Callable[..., Any])

@@ -20,8 +20,10 @@ import uuid
 
 from common import reset
 
-from services import audit, audit_key, crypto
+from services import crypto
 from services.actor import Actor
+from services.audit import chain as audit
+from services.audit import key as audit_key
 from services.db import make_engine, make_session_factory
 
 

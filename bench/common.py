@@ -29,10 +29,12 @@ from api import create_app
 from api.cli import alembic_config
 from consent import signing
 from consent.models import ConsentDocument, SignerRole
-from services import enrolment, identity, people, studies
 from services.actor import Actor, Role
 from services.db import empty_database, make_engine
 from services.models import Participant, Site, Study, User
+from services.people import enrolment, identity
+from services.people import participants as people
+from services.studies import studies
 
 PASSWORD = "bench password, long enough"  # noqa: S105 - scratch accounts
 ADMIN = Actor(user_id=None, role=Role.ADMIN, request_id="bench")

@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session
 
 from consent import pdf, signing
 from consent.models import Consent, ConsentDocument, ConsentSignature, SignerRole
-from services import people
 from services.models import Participant, User
+from services.people import participants as people
 
 DEFAULT_URL = "sqlite:////tmp/dct_bench_consent_pdf.sqlite3"
 SENTENCES = [

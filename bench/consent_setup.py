@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session
 
 from consent import discussions, documents
 from consent.models import ConsentDocument
-from services import identity, people, studies
 from services.actor import Role
 from services.models import Participant, Site, Study, User
+from services.people import identity
+from services.people import participants as people
+from services.studies import studies
 
 _numbers = itertools.count(1)
 

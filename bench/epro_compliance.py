@@ -1,7 +1,7 @@
 """The ePRO compliance report for 10,000 participants x 90 daily questionnaires
 (900,000 instances) in PostgreSQL. Target: under 2 s. Printed, not asserted.
 
-Times the service call (`services.epro_reports.compliance`, the one GROUP BY and the
+Times the service call (`services.epro.reports.compliance`, the one GROUP BY and the
 Python totals) for the whole study as a monitor and for one site as its coordinator,
 then the full GET /studies/{id}/reports/epro-compliance through Flask's test client
 as JSON and as CSV (JWT, scope, query, serialisation), each over --runs runs (min and
@@ -38,9 +38,10 @@ from common import PASSWORD, make_app, reset, staff, study_with_sites, timed
 from flask import Flask
 from sqlalchemy import event, text
 
-from services import crypto, epro_reports
+from services import crypto
 from services.actor import Actor, Role
 from services.db import utcnow
+from services.epro import reports as epro_reports
 from services.models import Questionnaire, QuestionnaireStatus
 
 SITES = 20

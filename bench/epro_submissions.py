@@ -53,9 +53,11 @@ from flask import Flask
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from services import audit, epro_definitions, people
+from services.audit import chain as audit
 from services.db import make_engine, utcnow
+from services.epro import definitions as epro_definitions
 from services.models import AuditEvent, EproInstance, EproResponse
+from services.people import participants as people
 
 LUA = Path(__file__).with_suffix(".lua")
 ZONE = ZoneInfo("Europe/Brussels")

@@ -3,7 +3,7 @@ messages per second for each number of dispatcher threads, and with two dispatch
 processes. Target: 170 messages/s or more (100,000 in under 10 minutes). Printed,
 not asserted.
 
-The fake Twilio (tests/fake_twilio.py, with its `latency`) runs in a process of its
+The fake Twilio (tests/fakes/twilio.py, with its `latency`) runs in a process of its
 own, as Twilio is not in ours, and counts the create requests per outbox row (the
 row id is in each request's status callback URL). The data: --rows enrolled
 participants with a phone, in a zone where it is early afternoon now (so quiet hours
@@ -50,10 +50,10 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from scheduling import sms_dispatch
-from services import sms_rules
 from services.db import make_engine, make_session_factory, utcnow
 from services.models import SmsMessage, SmsStatus
-from services.sms_gateway import make_gateway
+from services.notifications import planning as sms_rules
+from services.notifications.gateway import make_gateway
 
 LATENCY = 0.150
 TARGET = 170  # messages per second: 100,000 in under 10 minutes
@@ -61,9 +61,9 @@ PENDING, SENT = SmsStatus.PENDING.value, SmsStatus.SENT.value
 
 
 def fake_twilio() -> Any:
-    """tests/fake_twilio.py; the repository root is not on a bench's path."""
+    """tests/fakes/twilio.py; the repository root is not on a bench's path."""
     sys.path.insert(0, str(ROOT))
-    return importlib.import_module("tests.fake_twilio")
+    return importlib.import_module("tests.fakes.twilio")
 
 
 # --- the fake Twilio in its own process --------------------------------------------------

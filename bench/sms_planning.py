@@ -47,10 +47,11 @@ from common import ADMIN, make_app, reset, scratch_database, staff, study_with_s
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from services import crypto, sms_rules
+from services import crypto
 from services.actor import Role
 from services.db import utcnow
 from services.models import Questionnaire, QuestionnaireStatus, SmsMessage, Visit
+from services.notifications import planning as sms_rules
 
 SITES = 20
 ZONE = "Europe/Brussels"

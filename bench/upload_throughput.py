@@ -23,7 +23,7 @@ reset to the current RSS before each upload (/proc/<pid>/clear_refs), its peak d
 that upload; growth is that peak minus the peak before any upload. Afterwards each
 upload must be exactly one Upload row (found by its client_id) with the file's SHA-256
 and size, and the storage must hold nothing temporary and only sealed objects (the
-envelope's header, its sealed size; `services/envelope.py`).
+envelope's header, its sealed size; `services/diagnostics/envelope.py`).
 
 Files are sealed (AES-256-GCM in 256 KiB chunks) since issue 12's finding 2; the report
 prints the rates measured before that beside today's (PLAINTEXT_ERA: 1 GiB, this
@@ -64,13 +64,13 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import envelope
 from services.db import make_engine
+from services.diagnostics import envelope
 from services.models import Upload
 
 MIB = 1024 * 1024
-# What services/filetypes.py `detect` calls a PDF; not a ZIP, whose entries every upload
-# inflates to inspect (services/zip_inspection.py): random bytes are no archive.
+# What services/diagnostics/filetypes.py `detect` calls a PDF; not a ZIP, whose entries every upload
+# inflates to inspect (services/diagnostics/zip_inspection.py): random bytes are no archive.
 PDF_HEADER = b"%PDF-1.7\n"
 CHUNK = 8 * MIB
 CONSENT = "## Why this study\n\nWe study home monitoring.\n\n## Risks\n\nFew."

@@ -10,13 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent.models import ConsentDiscussion
-from services import audit
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
+from services.audit import chain as audit
 from services.db import utcnow
 from services.errors import Conflict, Invalid
 from services.models import Participant, Site
-from services.people import participant_subject
+from services.people.participants import participant_subject
 from services.validation import person_name
 
 # Belgian eICF guidance: the information interview is held in person or by video.

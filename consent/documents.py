@@ -27,13 +27,13 @@ from consent.models import (
     DocumentStatus,
     SignerRole,
 )
-from services import audit
 from services.access import get_visible, require_role, visible_studies, visible_study_versions
 from services.actor import Actor, Role
+from services.audit import chain as audit
 from services.clock import today_in
 from services.errors import Conflict, Invalid
 from services.models import ConsentState, Participant, Study
-from services.people import participant_subject
+from services.people.participants import participant_subject
 from services.validation import language_code, text_problem
 
 FROZEN = "an approved consent document is frozen; draft a new version instead"

@@ -50,12 +50,12 @@ from sqlalchemy.orm import Session
 from consent.models import Consent, ConsentSignature, SignerRole
 from consent.records import get_consent
 from consent.signing import signature_is_intact
-from services import audit
 from services.access import require_role
 from services.actor import Actor, Role
+from services.audit import chain as audit
 from services.errors import Conflict
 from services.models import Participant
-from services.people import participant_subject
+from services.people.participants import participant_subject
 
 FONT = "DejaVuSans"
 FONT_FOLDER = Path(__file__).parent / "fonts"

@@ -29,14 +29,16 @@ from consent.models import (
     DocumentStatus,
     SignerRole,
 )
-from services import audit, credentials, crypto, identity
+from services import crypto
 from services.access import get_visible, visible_participants
 from services.actor import Actor, Role
+from services.audit import chain as audit
 from services.db import utcnow
 from services.errors import Conflict, Forbidden, Invalid, Unauthenticated
-from services.identity import AuthPolicy
 from services.models import ConsentState, Participant, ParticipantStatus, User
-from services.people import participant_subject
+from services.people import credentials, identity
+from services.people.identity import AuthPolicy
+from services.people.participants import participant_subject
 
 MEANINGS = {
     SignerRole.PARTICIPANT: "I consent to take part in this study",

@@ -24,7 +24,7 @@ from services.access import (
 )
 from services.actor import Actor
 from services.models import ConsentState, Participant, Site
-from services.people import PARTICIPANT_LISTERS
+from services.people.participants import PARTICIPANT_LISTERS
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,18 @@ from sqlalchemy.orm import Session
 
 from consent.models import Consent, ConsentStatus
 from consent.records import get_consent
-from services import audit, epro_plan, identity, sms_rules, visits
 from services.access import require_role
 from services.actor import Actor, Role
+from services.audit import chain as audit
 from services.db import utcnow
+from services.epro import plan as epro_plan
 from services.errors import Conflict, Invalid, Unauthenticated
-from services.identity import AuthPolicy
 from services.models import ConsentState, Participant, ParticipantStatus
-from services.people import participant_subject
+from services.notifications import planning as sms_rules
+from services.people import identity
+from services.people.identity import AuthPolicy
+from services.people.participants import participant_subject
+from services.visits import booking as visits
 
 WITHDRAWABLE = (
     ConsentStatus.COMPLETE,

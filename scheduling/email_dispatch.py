@@ -19,11 +19,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services import audit, credentials, email_content, sms_rules
 from services.actor import Actor
+from services.audit import chain as audit
 from services.db import utcnow
-from services.email_gateway import EmailGateway, EmailGatewayError
 from services.models import EmailMessage, EmailStatus, Participant, PasswordResetCode, User
+from services.notifications import email_content
+from services.notifications import planning as sms_rules
+from services.notifications.email_gateway import EmailGateway, EmailGatewayError
+from services.people import credentials
 
 log = logging.getLogger("dct.email")
 

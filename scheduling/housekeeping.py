@@ -7,11 +7,15 @@ import datetime as dt
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from services import audit, epro_plan, lockout, tus, visits
 from services.actor import Actor
+from services.audit import chain as audit
 from services.db import utcnow
+from services.diagnostics import tus
+from services.diagnostics.storage import Storage
+from services.epro import plan as epro_plan
 from services.models import AuthSession
-from services.storage import Storage
+from services.people import lockout
+from services.visits import booking as visits
 
 STALE_LOCKOUT_COUNTS = dt.timedelta(days=1)
 

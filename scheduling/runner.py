@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scheduling import email_dispatch, housekeeping, sms_dispatch
 from services.actor import Actor
-from services.email_gateway import make_email_gateway
-from services.sms_gateway import make_gateway
-from services.storage import make_storage
+from services.diagnostics.storage import make_storage
+from services.notifications.email_gateway import make_email_gateway
+from services.notifications.gateway import make_gateway
 
 log = logging.getLogger("dct.scheduler")
 

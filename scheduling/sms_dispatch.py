@@ -33,8 +33,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services import audit, sms_content, sms_rules
 from services.actor import Actor
+from services.audit import chain as audit
 from services.db import utcnow
 from services.models import (
     NotificationPreference,
@@ -44,15 +44,17 @@ from services.models import (
     SmsStatus,
     User,
 )
-from services.sms_gateway import (
+from services.notifications import content as sms_content
+from services.notifications import planning as sms_rules
+from services.notifications.gateway import (
     GatewayConfigError,
     PermanentSmsError,
     SmsError,
     SmsGateway,
     TransientSmsError,
 )
-from services.sms_inbound import flag_phone
-from services.sms_settings import DEFAULT_SENDER_NAME, settings_of
+from services.notifications.inbound import flag_phone
+from services.notifications.settings import DEFAULT_SENDER_NAME, settings_of
 
 log = logging.getLogger("dct.sms")
 

@@ -39,7 +39,7 @@ def visible_sites(actor: Actor) -> Select[tuple[Site]]:
 
 def visible_participants(actor: Actor) -> Select[tuple[Participant]]:
     """Admins and monitors see every participant of their scope, pseudonymised (what
-    each role reads of a record is services.disclosure's rule); coordinators their
+    each role reads of a record is services.people.disclosure's rule); coordinators their
     sites; patients themselves; nurses the participants of visits assigned to them."""
     query = select(Participant)
     if actor.role == Role.ADMIN:

@@ -6,7 +6,7 @@ and an HMAC key, so the blind index cannot be used to decrypt and vice versa.
 Ciphertexts are bound to their column (associated data), so a value copied into
 another column does not decrypt.
 
-Stored files have data keys of their own (`services/envelope.py`), wrapped here under
+Stored files have data keys of their own (`services/diagnostics/envelope.py`), wrapped here under
 key-encryption keys: one per key id, derived from a third HKDF output, so rotating the
 key id (`flask uploads rotate-keys`) re-wraps every data key without touching a file.
 """

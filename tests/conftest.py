@@ -28,15 +28,15 @@ from api import create_app
 from api.cli import alembic_config
 from services import crypto, passwords
 from services.db import empty_database
-from tests.factories import World, make_world
+from tests.factories.people import World, make_world
 
 # Fixtures other modules offer: local S3, Twilio and SMTP servers; the upload tests'
 # participants.
 pytest_plugins = [
-    "tests.s3_server",
-    "tests.upload_fixtures",
-    "tests.fake_twilio",
-    "tests.fake_smtp",
+    "tests.fakes.s3",
+    "tests.factories.diagnostics",
+    "tests.fakes.twilio",
+    "tests.fakes.smtp",
 ]
 
 TEST_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()

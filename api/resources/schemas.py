@@ -10,7 +10,7 @@ import marshmallow as ma
 
 from api.auth import current_actor
 from api.fields import UtcDateTime
-from services import disclosure
+from services.people import disclosure
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class FreeText(ma.fields.Raw):
 
 
 class DisclosedSchema(EntitySchema):
-    """An output schema of a resource declared in `services.disclosure.RESOURCES`
+    """An output schema of a resource declared in `services.people.disclosure.RESOURCES`
     (`RESOURCE` names it): each role reads what that rule leaves of the dump. Free-text
     answer items come from the `With` wrapper's `free_text_items`, when it has them."""
 

@@ -66,7 +66,8 @@ seals = sa.table(
 
 def _configure_keys() -> None:
     """Leave the app's keys alone; outside the app, take them from the environment."""
-    from services import audit_key, crypto
+    from services import crypto
+    from services.audit import key as audit_key
 
     if audit_key.is_configured():
         return
@@ -130,7 +131,8 @@ def _in_batches(bind: sa.Connection) -> Iterator[sa.Row[Any]]:
 
 def _write_cutover_seal() -> None:
     """One keyed seal over today's heads vouches for the plain SHA-256 trail before it."""
-    from services import audit, audit_key
+    from services.audit import chain as audit
+    from services.audit import key as audit_key
     from services.db import utcnow
     from services.models import AuditSeal
 

@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.checks import assert_problem
-from tests.factories import headers_for
+from tests.factories.people import headers_for
 
 TOOL = "https://tools.example.org"
 OTHER = "https://evil.example"

@@ -1,4 +1,4 @@
-"""What each role reads (services.disclosure): monitors and admins never receive free
+"""What each role reads (services.people.disclosure): monitors and admins never receive free
 text entered by people, only a marker with its length, nor direct identifiers; those
 who care for the participant read what they always read. One rule, every resource."""
 
@@ -15,16 +15,11 @@ from openapi_schema_validator import OAS31Validator
 from sqlalchemy.orm import Session
 
 from services.models import EproInstance, Questionnaire, Visit
-from tests.epro_factories import make_instance, make_questionnaire
-from tests.factories import (
-    Headers,
-    World,
-    auth_for,
-    make_complete_consent,
-    withdraw_from_study,
-)
-from tests.test_uploads import PDF, fields_for, upload
-from tests.visit_factories import consent_document_for, enrolled_with_visits, make_nurse_ready
+from tests.api.diagnostics.test_uploads import PDF, fields_for, upload
+from tests.factories.consent import make_complete_consent, withdraw_from_study
+from tests.factories.epro import make_instance, make_questionnaire
+from tests.factories.people import Headers, World, auth_for
+from tests.factories.visits import consent_document_for, enrolled_with_visits, make_nurse_ready
 
 # Free text as people write it: a relative's name and a phone number.
 REASON = "daughter Anna phoned, +32 470 12 34 56"

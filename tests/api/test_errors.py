@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from services.actor import Role
 from services.models import AuditEvent, Study
 from tests.checks import assert_problem, captured_logs, count
-from tests.factories import PASSWORD, headers_for, login, make_staff, make_world, random_id
+from tests.factories.people import PASSWORD, headers_for, login, make_staff, make_world, random_id
 
 STUDY = {"code": "ERR1", "title": "Errors", "languages": ["en"], "default_timezone": "UTC"}
 

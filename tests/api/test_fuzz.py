@@ -32,9 +32,9 @@ from api import create_app
 from api.errors import PROBLEM_JSON
 from consent.models import Consent
 from tests.conftest import app_settings
-from tests.epro_factories import make_instance, make_questionnaire
-from tests.factories import World, headers_for, user_of
-from tests.visit_factories import enrolled_with_visits
+from tests.factories.epro import make_instance, make_questionnaire
+from tests.factories.people import World, headers_for, user_of
+from tests.factories.visits import enrolled_with_visits
 
 EXAMPLES = int(os.environ.get("DCT_FUZZ_EXAMPLES", "3"))
 ROLES = ("patient", "nurse_a", "coordinator_a", "monitor", "admin")

@@ -22,7 +22,7 @@ def test_openapi_document_is_the_saved_one(client):
     if os.environ.get("DCT_UPDATE_OPENAPI_SNAPSHOT") == "1":
         SNAPSHOT.write_bytes(served)
     saved = SNAPSHOT.read_bytes()
-    assert served == saved, "the served OpenAPI document differs from tests/api/snapshots/openapi.json"
+    assert served == saved, "the OpenAPI document differs from tests/api/snapshots/openapi.json"
 
 
 def test_openapi_bytes_are_stable_between_requests(client):

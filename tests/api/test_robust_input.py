@@ -20,7 +20,7 @@ from services import validation
 from services.errors import Invalid
 from services.models import AuditEvent, Participant, Study, User
 from tests.checks import assert_problem, count
-from tests.factories import World, headers_for, login, make_world, user_of
+from tests.factories.people import World, headers_for, login, make_world, user_of
 
 # --- the endpoints the hostile bodies are sent to ------------------------------------
 

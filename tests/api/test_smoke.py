@@ -1,5 +1,5 @@
 from tests.checks import assert_problem
-from tests.factories import headers_for, make_world
+from tests.factories.people import headers_for, make_world
 
 
 def test_coordinator_reads_own_participant_and_not_other_site(client, db):

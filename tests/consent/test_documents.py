@@ -15,23 +15,20 @@ from sqlalchemy.orm import Session
 from consent import documents, jobs
 from consent.models import Consent, ConsentSignature
 from scheduling.runner import build_scheduler, run_job
-from services import consent_gate, enrolment, people
 from services.actor import Actor, Role
 from services.errors import Conflict
 from services.models import AuditEvent
+from services.people import consent_gate, enrolment
+from services.people import participants as people
 from tests.checks import audit_events, count
 from tests.conftest import joined_sessions
-from tests.factories import (
-    ADMIN,
+from tests.factories.consent import (
     make_complete_consent,
     make_consent_document,
-    make_participant,
-    make_site,
-    make_staff,
-    make_study,
     record_discussion,
     sign_as,
 )
+from tests.factories.people import ADMIN, make_participant, make_site, make_staff, make_study
 
 TODAY = dt.date.today()
 

@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 from consent import signing
 from consent.models import Consent, ConsentSignature
 from tests.checks import count
-from tests.factories import (
-    World,
+from tests.factories.consent import (
     make_complete_consent,
     make_consent_document,
     record_discussion,
     sign_as,
 )
+from tests.factories.people import World
 
 
 def by_id(statement: str) -> TextClause:

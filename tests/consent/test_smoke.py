@@ -2,13 +2,11 @@
 
 from consent import signing, withdrawal
 from consent.models import ConsentSignature
-from services import enrolment, people
 from services.models import Participant
-from tests.factories import (
-    make_complete_consent,
-    make_consent_document,
-    make_world,
-)
+from services.people import enrolment
+from services.people import participants as people
+from tests.factories.consent import make_complete_consent, make_consent_document
+from tests.factories.people import make_world
 
 
 def test_complete_consent_enrol_and_withdraw(db):

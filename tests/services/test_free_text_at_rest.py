@@ -12,8 +12,7 @@ from sqlalchemy import select
 
 from consent.models import Consent
 from services import crypto
-from tests.factories import headers_for
-from tests.free_text_records import (
+from tests.factories.free_text import (
     JSON_COLUMNS,
     Stored,
     as_text,
@@ -21,6 +20,7 @@ from tests.free_text_records import (
     raw_value,
     write_free_text,
 )
+from tests.factories.people import headers_for
 
 
 @pytest.fixture

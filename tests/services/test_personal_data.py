@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from services import crypto
 from services.db import Base
 from services.models import AuditEvent, User
-from tests.factories import PASSWORD, activate_with_code, headers_for, make_world
+from tests.factories.people import PASSWORD, activate_with_code, headers_for, make_world
 
 
 @dataclass

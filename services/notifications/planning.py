@@ -1,0 +1,614 @@
+"""Which SMS to send when, and whether it still matters when its time comes.
+
+The rules plan rows into the outbox (`SmsMessage`) ahead of time, each under a dedupe
+key naming its occasion (`visit:<id>:<start epoch>:24h`): planning twice (a retried
+job, two scheduler instances, a booking repeated) never plans, so never sends, twice.
+A row holds a template and its parameters, never text: times are local to the
+recipient, and nothing names a visit, procedure or questionnaire (no health data).
+It also holds what must still be true at sending (`relevance`), which the dispatcher
+asks `still_relevant` just before it sends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, defer
+
+from services import passwords
+from services.access import get_visible, require_role, visible_participants
+from services.actor import Actor, Role
+from services.audit import chain as audit
+from services.db import utcnow
+from services.models import (
+    ActivationCode,
+    AuditEvent,
+    ConsentState,
+    EproInstance,
+    InstanceStatus,
+    NurseProfile,
+    Participant,
+    ParticipantStatus,
+    PasswordResetCode,
+    SmsMessage,
+    SmsStatus,
+    User,
+    Visit,
+    VisitStatus,
+)
+from services.notifications.settings import DEFAULT_RULES, settings_of
+from services.people import credentials
+
+MORNING_AT = dt.time(8, 0)
+NURSE_LIST_AT = dt.time(18, 0)
+EPRO_HORIZON = dt.timedelta(hours=24)
+EPRO_CLOSING_LEAD = dt.timedelta(hours=2)
+# Where consent/ records that a new consent version must be signed: a re-consent
+# episode starts there, so a later episode gets its own reminders.
+RECONSENT_ACTION = "consent.requires_reconsent"
+
+_PENDING = SmsStatus.PENDING.value
+_BOOKED = (VisitStatus.SCHEDULED.value, VisitStatus.CONFIRMED.value)
+_ANSWERED = (InstanceStatus.COMPLETED.value, InstanceStatus.DECLINED.value)
+# Rows per INSERT/IN: far below SQLite's and PostgreSQL's bound-parameter limits.
+_CHUNK = 500
+
+Rules = Callable[[uuid.UUID | None], dict[str, Any]]
+
+
+def study_rules(session: Session, study_id: uuid.UUID | None) -> dict[str, Any]:
+    """The study's rules over the defaults, so a study overrides only what it sets."""
+    if study_id is None:
+        return dict(DEFAULT_RULES)
+    return settings_of(session, study_id).rules
+
+
+def _rules_lookup(session: Session) -> Rules:
+    """Each study's rules read once per planning run, however many rows it plans."""
+    cache: dict[uuid.UUID | None, dict[str, Any]] = {}
+
+    def rules(study_id: uuid.UUID | None) -> dict[str, Any]:
+        if study_id not in cache:
+            cache[study_id] = study_rules(session, study_id)
+        return cache[study_id]
+
+    return rules
+
+
+def _clock(at: dt.datetime, zone: ZoneInfo) -> str:
+    return at.astimezone(zone).strftime("%H:%M")
+
+
+def _at_local(day: dt.date, time: dt.time, zone: ZoneInfo) -> dt.datetime:
+    """A wall-clock time on a local day as a UTC instant (DST-correct)."""
+    return dt.datetime.combine(day, time, tzinfo=zone).astimezone(dt.UTC)
+
+
+def _contactable(participant: Participant | None) -> bool:
+    return participant is not None and participant_problem(participant) is None
+
+
+def participant_problem(participant: Participant) -> str | None:
+    """Why the study must not contact this participant (by SMS or e-mail), if so."""
+    if ParticipantStatus.WITHDRAWN.value in (participant.status, participant.consent_state):
+        return "participant withdrawn"
+    if not participant.contact_allowed:
+        return "participant does not wish to be contacted"
+    return None
+
+
+def _row(
+    *,
+    key: str,
+    user_id: uuid.UUID,
+    template: str,
+    params: dict[str, Any],
+    relevance: dict[str, Any],
+    due_at: dt.datetime,
+    participant_id: uuid.UUID | None = None,
+    study_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": uuid.uuid4(),
+        "dedupe_key": key,
+        "user_id": user_id,
+        "participant_id": participant_id,
+        "study_id": study_id,
+        "template": template,
+        # Sorted, so an unchanged plan compares equal to the stored one.
+        "params": json.dumps(params, sort_keys=True),
+        "relevance": relevance,
+        "due_at": due_at,
+        "next_attempt_at": due_at,
+        "status": _PENDING,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the rows whose key is new and return their keys; a key planned already
+    (earlier, or by a concurrent planner that committed first) is left as it is."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    inserted: set[str] = set()
+    for chunk in _chunks(rows):
+        statement = (
+            insert(SmsMessage)
+            .values(list(chunk))
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(SmsMessage.dedupe_key)
+        )
+        inserted.update(session.scalars(statement))
+    return inserted
+
+
+def _plan(session: Session, rows: list[dict[str, Any]], *, compare_params: bool = False) -> int:
+    """Plan rows; one still pending whose occasion moved since (an ePRO window following
+    its rebooked visit, a nurse's list gaining a visit) follows it. Returns how many
+    rows are new. Parameters are compared only when asked: they are encrypted, and
+    decrypting every planned row on every run would cost more than it finds."""
+    inserted = _insert_new(session, rows)
+    planned = {row["dedupe_key"]: row for row in rows if row["dedupe_key"] not in inserted}
+    columns = [SmsMessage.dedupe_key, SmsMessage.due_at]
+    if compare_params:
+        columns.append(SmsMessage.params)
+    for keys in _chunks(list(planned)):
+        stored = session.execute(
+            select(*columns).where(SmsMessage.dedupe_key.in_(keys), SmsMessage.status == _PENDING)
+        )
+        for key, due_at, *params in stored:
+            row = planned[key]
+            if due_at != row["due_at"] or (compare_params and params[0] != row["params"]):
+                session.execute(
+                    update(SmsMessage)
+                    .where(SmsMessage.dedupe_key == key, SmsMessage.status == _PENDING)
+                    .values(
+                        due_at=row["due_at"], next_attempt_at=row["due_at"], params=row["params"]
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+    return len(inserted)
+
+
+def _cancel_pending(session: Session, reason: str, *where: ColumnElement[bool]) -> int:
+    """Cancel the pending rows that match, saying why, and return how many: the outbox
+    then shows what will not go, rather than each row being skipped at its time."""
+    result = session.execute(
+        update(SmsMessage)
+        .where(SmsMessage.status == _PENDING, *where)
+        .values(status=SmsStatus.CANCELLED.value, status_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def cancel_participant_messages(session: Session, participant: Participant, reason: str) -> int:
+    """A withdrawal from the study or of contact, in its transaction: every pending SMS
+    of the participant is cancelled, reminders and account codes (activation, password
+    reset) alike, as someone who withdrew contact gets no SMS from the study at all.
+    Returns how many, for the withdrawal's audit event."""
+    return _cancel_pending(session, reason, SmsMessage.participant_id == participant.id)
+
+
+def cancel_instance_reminders(
+    session: Session, instance_ids: Sequence[uuid.UUID], reason: str
+) -> int:
+    """The pending reminders of ePRO instances that were cancelled (handed over to a
+    new version, their visit cancelled) go with them, so that an occasion planned
+    again never has two. Returns how many, for the caller's audit event."""
+    cancelled = 0
+    for chunk in _chunks(list(instance_ids)):
+        keys = [SmsMessage.dedupe_key.startswith(f"epro:{instance_id}:") for instance_id in chunk]
+        cancelled += _cancel_pending(session, reason, or_(*keys))
+    return cancelled
+
+
+# --- visits ------------------------------------------------------------------------------
+
+
+def plan_visit_reminders(session: Session, visit: Visit) -> None:
+    """After a booking, a rebooking, a cancellation or a completion, in its transaction:
+    the pending reminders of another time (or of a visit no longer to come) are
+    cancelled, those of the booked time planned."""
+    rows = _visit_rows(session, visit, utcnow())
+    reason = _VISIT_OVER.get(visit.status, "rescheduled")
+    _cancel_pending(
+        session,
+        reason,
+        SmsMessage.dedupe_key.startswith(f"visit:{visit.id}:"),
+        SmsMessage.dedupe_key.not_in([row["dedupe_key"] for row in rows]),
+    )
+    _insert_new(session, rows)
+
+
+# Why a visit's pending reminders are cancelled when it is no longer to come.
+_VISIT_OVER = {
+    VisitStatus.CANCELLED.value: "visit cancelled",
+    VisitStatus.COMPLETED.value: "visit completed",
+}
+
+
+def _visit_rows(session: Session, visit: Visit, now: dt.datetime) -> list[dict[str, Any]]:
+    """24 hours before, and 08:00 local on the day if that is before the visit; only
+    instants still ahead (a visit booked for this afternoon gets no "tomorrow")."""
+    participant = session.get(Participant, visit.participant_id)
+    if visit.status not in _BOOKED or visit.start_at is None or not _contactable(participant):
+        return []
+    rules = study_rules(session, visit.study_id)
+    zone = ZoneInfo(participant.user.timezone)
+    start = visit.start_at
+    day = start.astimezone(zone).date()
+    reminders = {
+        "24h": ("visit_24h", start - dt.timedelta(hours=24), {"date": day.isoformat()}),
+        "morning": ("visit_morning", _at_local(day, MORNING_AT, zone), {}),
+    }
+    relevance = {"visit_id": str(visit.id), "start_at": start.isoformat()}
+    return [
+        _row(
+            key=f"visit:{visit.id}:{int(start.timestamp())}:{suffix}",
+            user_id=participant.user_id,
+            participant_id=participant.id,
+            study_id=visit.study_id,
+            template=template,
+            params={"time": _clock(start, zone), **extra},
+            relevance=relevance,
+            due_at=due,
+        )
+        for suffix, (template, due, extra) in reminders.items()
+        if rules[template] and now < due < start
+    ]
+
+
+# --- activation codes --------------------------------------------------------------------
+
+
+def plan_activation_sms(session: Session, user: User, code: str) -> None:
+    """The code a patient activates their app with, due now. Keyed by the code's row,
+    so a reissued code is sent again while planning one code twice is not."""
+    if user.role != Role.PATIENT.value or not user.phone:
+        return
+    participant = session.scalars(select(Participant).where(Participant.user_id == user.id)).first()
+    if not _contactable(participant):
+        return
+    code_id = session.scalars(
+        select(ActivationCode.id).where(ActivationCode.code_hash == passwords.hash_code(code))
+    ).one()
+    row = _row(
+        key=f"activation:{user.id}:{code_id}",
+        user_id=user.id,
+        participant_id=participant.id,
+        study_id=participant.study_id,
+        template="activation_code",
+        params={"code": code},
+        relevance={"participant_id": str(participant.id), "activation_code_id": str(code_id)},
+        due_at=utcnow(),
+    )
+    _insert_new(session, [row])
+
+
+def plan_reset_sms(session: Session, user: User, code_id: uuid.UUID, code: str) -> None:
+    """A password reset code, due now, to the phone on file: staff accounts too. A
+    patient's carries their participation, so withdrawal and "no contact" hold it."""
+    participant = session.scalars(select(Participant).where(Participant.user_id == user.id)).first()
+    row = _row(
+        key=f"password-reset:{user.id}:{code_id}",
+        user_id=user.id,
+        participant_id=participant.id if participant else None,
+        study_id=participant.study_id if participant else None,
+        template="password_reset",
+        params={"code": code},
+        relevance={"password_reset_code_id": str(code_id)},
+        due_at=utcnow(),
+    )
+    _insert_new(session, [row])
+
+
+# --- the plan job ------------------------------------------------------------------------
+
+
+def plan_due(session: Session, actor: Actor, now: dt.datetime) -> int:
+    """The `plan` job: the reminders whose occasion came into sight. Returns how many
+    rows are new; a second run at the same time plans none."""
+    rules = _rules_lookup(session)
+    planned = {
+        "epro": _plan(session, _epro_rows(session, now, rules)),
+        "reconsent": _plan(session, _reconsent_rows(session, now, rules)),
+        "nurse_next_day": _plan(session, _nurse_rows(session, now, rules), compare_params=True),
+    }
+    total = sum(planned.values())
+    if total:
+        audit.record(
+            session,
+            actor,
+            "sms.plan",
+            entity_type="sms_outbox",
+            entity_id=None,
+            subject=audit.Subject(),
+            after=planned,
+        )
+    return total
+
+
+def _epro_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[str, Any]]:
+    """When a window opens within the next 24 hours (or is open), and 2 hours before
+    it closes if the window is longer than that."""
+    found = session.execute(
+        select(EproInstance, Participant.user_id, User.timezone)
+        .join(Participant, Participant.id == EproInstance.participant_id)
+        .join(User, User.id == Participant.user_id)
+        .where(
+            EproInstance.status == InstanceStatus.SCHEDULED.value,
+            EproInstance.closes_at > now,
+            EproInstance.opens_at < now + EPRO_HORIZON,
+            Participant.status == ParticipantStatus.ENROLLED.value,
+            Participant.contact_allowed.is_(True),
+        )
+    )
+    rows = []
+    for instance, user_id, timezone in found:
+        study = rules(instance.study_id)
+        closing = instance.closes_at - EPRO_CLOSING_LEAD
+        reminders = {
+            "open": ("epro_open", instance.opens_at, {}, study["epro_open"]),
+            "closing": (
+                "epro_closing",
+                closing,
+                {"time": _clock(instance.closes_at, ZoneInfo(timezone))},
+                study["epro_closing"] and closing > instance.opens_at,
+            ),
+        }
+        rows.extend(
+            _row(
+                key=f"epro:{instance.id}:{suffix}",
+                user_id=user_id,
+                participant_id=instance.participant_id,
+                study_id=instance.study_id,
+                template=template,
+                params=params,
+                relevance={"instance_id": str(instance.id)},
+                due_at=due,
+            )
+            for suffix, (template, due, params, wanted) in reminders.items()
+            if wanted
+        )
+    return rows
+
+
+def _reconsent_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[str, Any]]:
+    """The next reminder of each pending re-consent once it is due: the first at once,
+    each next one `reconsent_every_days` local days after the previous, at most
+    `reconsent_max` per episode."""
+    participants = session.execute(
+        select(Participant, User.timezone)
+        .join(User, User.id == Participant.user_id)
+        .where(
+            Participant.consent_state == ConsentState.REQUIRES_RECONSENT.value,
+            Participant.status != ParticipantStatus.WITHDRAWN.value,
+            Participant.contact_allowed.is_(True),
+        )
+    )
+    rows = []
+    for participant, timezone in participants:
+        study = rules(participant.study_id)
+        if not study["reconsent"]:
+            continue
+        earlier = _reconsent_reminders(session, participant.id)
+        since = _reconsent_since(session, participant.id)
+        episode = [due for due in earlier if since is None or due >= since]
+        if len(episode) >= study["reconsent_max"]:
+            continue
+        due = now
+        if episode:
+            local = episode[-1].astimezone(ZoneInfo(timezone))
+            due = (local + dt.timedelta(days=study["reconsent_every_days"])).astimezone(dt.UTC)
+        if due <= now:
+            rows.append(
+                _row(
+                    key=f"reconsent:{participant.id}:{len(earlier) + 1}",
+                    user_id=participant.user_id,
+                    participant_id=participant.id,
+                    study_id=participant.study_id,
+                    template="reconsent_pending",
+                    params={},
+                    relevance={"participant_id": str(participant.id)},
+                    due_at=due,
+                )
+            )
+    return rows
+
+
+def _reconsent_reminders(session: Session, participant_id: uuid.UUID) -> list[dt.datetime]:
+    return list(
+        session.scalars(
+            select(SmsMessage.due_at)
+            .where(
+                SmsMessage.participant_id == participant_id,
+                SmsMessage.template == "reconsent_pending",
+            )
+            .order_by(SmsMessage.due_at)
+        )
+    )
+
+
+def _reconsent_since(session: Session, participant_id: uuid.UUID) -> dt.datetime | None:
+    return session.scalar(
+        select(func.max(AuditEvent.occurred_at)).where(
+            AuditEvent.participant_id == participant_id, AuditEvent.action == RECONSENT_ACTION
+        )
+    )
+
+
+def _nurse_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[str, Any]]:
+    """At 18:00 nurse-local, the list of tomorrow's visits: how many, and the first time."""
+    zone_name = func.coalesce(NurseProfile.timezone, User.timezone)
+    found = session.execute(
+        select(Visit.nurse_id, Visit.study_id, Visit.start_at, zone_name)
+        .join(User, User.id == Visit.nurse_id)
+        .outerjoin(NurseProfile, NurseProfile.user_id == Visit.nurse_id)
+        .where(
+            Visit.status.in_(_BOOKED),
+            Visit.start_at >= now,
+            # Tomorrow ends within 48 hours in every zone.
+            Visit.start_at < now + dt.timedelta(hours=48),
+        )
+        .order_by(Visit.start_at)
+    )
+    days: dict[tuple[uuid.UUID, str], list[tuple[dt.datetime, uuid.UUID]]] = defaultdict(list)
+    for nurse_id, study_id, start_at, timezone in found:
+        zone = ZoneInfo(timezone)
+        tomorrow = now.astimezone(zone).date() + dt.timedelta(days=1)
+        if start_at.astimezone(zone).date() == tomorrow and rules(study_id)["nurse_next_day"]:
+            days[nurse_id, timezone].append((start_at, study_id))
+    rows = []
+    for (nurse_id, timezone), visits in days.items():
+        zone = ZoneInfo(timezone)
+        first_at, study_id = visits[0]
+        day = first_at.astimezone(zone).date()
+        rows.append(
+            _row(
+                key=f"nurse:{nurse_id}:{day.isoformat()}",
+                user_id=nurse_id,
+                study_id=study_id,
+                template="nurse_next_day",
+                params={"count": len(visits), "first_time": _clock(first_at, zone)},
+                relevance={"nurse_id": str(nurse_id), "date": day.isoformat(), "zone": timezone},
+                due_at=_at_local(day - dt.timedelta(days=1), NURSE_LIST_AT, zone),
+            )
+        )
+    return rows
+
+
+# --- just before sending -----------------------------------------------------------------
+
+
+def still_relevant(session: Session, message: SmsMessage) -> str | None:
+    """None when the message should still go; else why not, for its status_reason."""
+    if message.participant_id:
+        problem = participant_problem(session.get(Participant, message.participant_id))
+        if problem:
+            return problem
+    check = _CHECKS.get(message.template)
+    return check(session, message.relevance, utcnow()) if check else None
+
+
+def _visit_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
+    visit = session.get(Visit, uuid.UUID(relevance["visit_id"]))
+    start = dt.datetime.fromisoformat(relevance["start_at"])
+    if visit is None or visit.status not in _BOOKED or visit.start_at != start:
+        return "visit no longer scheduled at that time"
+    if now >= start:
+        return "visit time has passed"
+    return None
+
+
+def _day_before_problem(
+    session: Session, relevance: dict[str, Any], now: dt.datetime
+) -> str | None:
+    """The 24-hour reminder says "tomorrow": deferred (quiet hours, the daily cap) into
+    the visit's own day, it would be wrong, and the morning reminder covers that day."""
+    problem = _visit_problem(session, relevance, now)
+    if problem:
+        return problem
+    visit = session.get(Visit, uuid.UUID(relevance["visit_id"]))
+    zone = ZoneInfo(session.get(Participant, visit.participant_id).user.timezone)
+    if now.astimezone(zone).date() >= visit.start_at.astimezone(zone).date():
+        return "the day before the visit has passed"
+    return None
+
+
+def _instance_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
+    instance = session.get(EproInstance, uuid.UUID(relevance["instance_id"]))
+    if instance is None:
+        return "questionnaire no longer planned"
+    if instance.status in _ANSWERED:
+        return "questionnaire answered"
+    if instance.status != InstanceStatus.SCHEDULED:
+        return f"questionnaire {instance.status}"
+    if now >= instance.closes_at:
+        return "questionnaire window closed"
+    return None
+
+
+def _reconsent_problem(
+    session: Session, relevance: dict[str, Any], _now: dt.datetime
+) -> str | None:
+    participant = session.get(Participant, uuid.UUID(relevance["participant_id"]))
+    if participant.consent_state != ConsentState.REQUIRES_RECONSENT:
+        return "re-consent no longer pending"
+    return None
+
+
+def _activation_problem(
+    session: Session, relevance: dict[str, Any], now: dt.datetime
+) -> str | None:
+    code = session.get(ActivationCode, uuid.UUID(relevance["activation_code_id"]))
+    return credentials.code_problem(code, "activation", now)
+
+
+def _reset_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
+    code = session.get(PasswordResetCode, uuid.UUID(relevance["password_reset_code_id"]))
+    return credentials.code_problem(code, "reset", now)
+
+
+def _nurse_list_problem(
+    session: Session, relevance: dict[str, Any], _now: dt.datetime
+) -> str | None:
+    zone = ZoneInfo(relevance["zone"])
+    day = dt.date.fromisoformat(relevance["date"])
+    visits = session.scalar(
+        select(func.count())
+        .select_from(Visit)
+        .where(
+            Visit.nurse_id == uuid.UUID(relevance["nurse_id"]),
+            Visit.status.in_(_BOOKED),
+            Visit.start_at >= _at_local(day, dt.time(0), zone),
+            Visit.start_at < _at_local(day + dt.timedelta(days=1), dt.time(0), zone),
+        )
+    )
+    return None if visits else "no visits that day any more"
+
+
+_CHECKS: dict[str, Callable[[Session, dict[str, Any], dt.datetime], str | None]] = {
+    "visit_24h": _day_before_problem,
+    "visit_morning": _visit_problem,
+    "epro_open": _instance_problem,
+    "epro_closing": _instance_problem,
+    "reconsent_pending": _reconsent_problem,
+    "activation_code": _activation_problem,
+    "password_reset": _reset_problem,
+    "nurse_next_day": _nurse_list_problem,
+}
+
+
+# --- the coordinator's view --------------------------------------------------------------
+
+
+def participant_messages(
+    session: Session, actor: Actor, participant_id: uuid.UUID
+) -> Select[tuple[SmsMessage]]:
+    """A participant's planned and sent SMS for their site's coordinator, latest due
+    first. Parameters and text stay unread: an activation code is a secret."""
+    require_role(actor, Role.COORDINATOR)
+    participant = get_visible(session, visible_participants(actor), participant_id, "participant")
+    return (
+        select(SmsMessage)
+        .options(defer(SmsMessage.params), defer(SmsMessage.body))
+        .where(SmsMessage.participant_id == participant.id)
+        .order_by(SmsMessage.due_at.desc(), SmsMessage.id)
+    )

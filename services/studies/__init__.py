@@ -1,0 +1,1 @@
+"""Studies and their sites: the tenants that scope every other record."""

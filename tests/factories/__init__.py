@@ -1,0 +1,1 @@
+"""Test data per capability, built through the services so it is valid and audited."""

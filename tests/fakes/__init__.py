@@ -1,0 +1,1 @@
+"""Real servers standing in for the outside world: Twilio, S3 and SMTP on localhost."""
