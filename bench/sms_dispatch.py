@@ -10,7 +10,7 @@ participants with a phone, in a zone where it is early afternoon now (so quiet h
 defer nothing), the daily cap raised. For each run, every participant gets a diary
 window open now, and the `plan` job (`sms_rules.plan_due`) plans its "questionnaire
 waiting" SMS: --rows due rows, each checked for relevance at sending. Then
-`scheduling.sms_dispatch.dispatch` rounds run, as the scheduler's job runs them
+`scheduling.sms_dispatch.Dispatcher.dispatch` rounds run, as the scheduler's job runs them
 (batch = threads x ROWS_PER_THREAD, the app's engine and the Twilio gateway of
 `make_gateway`), until nothing is due or --seconds have passed. Afterwards every row
 of the run is checked: sent with exactly one request, or (a run cut short) still
@@ -156,13 +156,11 @@ def rounds(
     seconds: float,
 ) -> int:
     """Dispatch rounds until nothing is due (or the time is up); how many were sent."""
-    gateway = make_gateway(settings)
+    dispatcher = sms_dispatch.Dispatcher(sessions, make_gateway(settings), settings, worker=worker)
     sent, stop = 0, time.monotonic() + seconds
     while time.monotonic() < stop:
-        sent += sms_dispatch.dispatch(
-            sessions, gateway, settings, worker=worker, threads=threads, batch=batch
-        )
-        if not sms_dispatch.anything_due(sessions):
+        sent += dispatcher.dispatch(threads=threads, batch=batch)
+        if not dispatcher.anything_due():
             break
     return sent
 

@@ -16,7 +16,6 @@ transaction open across a network call.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import random
@@ -30,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.actor import Actor
@@ -39,13 +38,13 @@ from services.db import utcnow
 from services.models import (
     NotificationPreference,
     Participant,
-    ParticipantStatus,
     SmsMessage,
     SmsStatus,
     User,
 )
 from services.notifications import content as sms_content
 from services.notifications import planning as sms_rules
+from services.notifications import sending
 from services.notifications.gateway import (
     GatewayConfigError,
     PermanentSmsError,
@@ -54,7 +53,6 @@ from services.notifications.gateway import (
     TransientSmsError,
 )
 from services.notifications.inbound import flag_phone
-from services.notifications.settings import DEFAULT_SENDER_NAME, settings_of
 
 log = logging.getLogger("dct.sms")
 
@@ -102,495 +100,9 @@ class NotSent(Exception):
     """A row's round ends without a send to record; its state is already settled."""
 
 
-@dataclass(frozen=True)
-class Holdback:
-    """Why a claimed message does not go now: it ends (skipped, cancelled) or waits."""
-
-    status: str
-    reason: str
-    until: dt.datetime | None = None
-
-
 def worker_name() -> str:
     """Who holds a lease, for the operator reading `claimed_by`."""
     return f"{socket.gethostname()}:{os.getpid()}"[-64:]
-
-
-def dispatch(
-    sessions: sessionmaker[Session],
-    gateway: SmsGateway,
-    settings: Mapping[str, Any],
-    *,
-    worker: str,
-    now: dt.datetime | None = None,
-    batch: int = 50,
-    threads: int = 1,
-) -> int:
-    """One round: reconcile expired leases, claim up to `batch` due rows, send them.
-    Returns how many were sent.
-
-    Twilio answers in a few hundred milliseconds, so one sender tops out at a few
-    messages a second: `threads` sends that many at once, each row in sessions of its
-    own (so `sessions` must be bound to an engine, not to one shared connection)."""
-    now = now or utcnow()
-    reconcile(sessions, gateway, settings, now=now, batch=batch)
-    claimed, lease = claim(sessions, settings, worker=worker, now=now, batch=batch)
-    refused = threading.Event()
-
-    def handle(message_id: uuid.UUID) -> int:
-        try:
-            return handle_one(sessions, gateway, settings, message_id, lease, refused, now=now)
-        except Exception:
-            log.exception("SMS %s could not be handled; left for reconciliation", message_id)
-            return 0
-
-    if threads <= 1:
-        return sum(map(handle, claimed))
-    with ThreadPoolExecutor(threads, thread_name_prefix="sms-dispatch") as pool:
-        return sum(pool.map(handle, claimed))
-
-
-def handle_one(
-    sessions: sessionmaker[Session],
-    gateway: SmsGateway,
-    settings: Mapping[str, Any],
-    message_id: uuid.UUID,
-    lease: Lease,
-    refused: threading.Event,
-    *,
-    now: dt.datetime,
-) -> int:
-    """Prepare and send one claimed row; returns 1 when sent. Once Twilio refused our
-    configuration in this round, the rest of the round waits for the fix unsent."""
-    if refused.is_set():
-        release(
-            sessions,
-            [message_id],
-            worker=lease.worker,
-            until=now + CONFIG_RETRY,
-            reason=CONFIG_WAIT,
-        )
-        return 0
-    try:
-        outgoing = prepare(sessions, settings, message_id, worker=lease.worker, now=now)
-    except Exception:
-        # A template that does not render, a relevance rule that breaks: counted as an
-        # attempt, so the row fails in the end instead of coming back forever.
-        log.exception("SMS %s could not be prepared", message_id)
-        retry_or_fail(
-            sessions, settings, message_id, "could not be prepared", worker=lease.worker, now=now
-        )
-        return 0
-    if outgoing is None:
-        return 0
-    try:
-        return deliver(sessions, gateway, settings, outgoing, lease, now=now)
-    except GatewayConfigError as error:
-        if not refused.is_set():
-            refused.set()
-            log.error(
-                "Twilio refused the SMS configuration (%s): messages wait %s for a fix",
-                error.message,
-                CONFIG_RETRY,
-            )
-        release(
-            sessions,
-            [message_id],
-            worker=lease.worker,
-            until=now + CONFIG_RETRY,
-            reason=f"{CONFIG_WAIT} ({error.message})",
-        )
-        return 0
-
-
-def claim(
-    sessions: sessionmaker[Session],
-    settings: Mapping[str, Any],
-    *,
-    worker: str,
-    now: dt.datetime,
-    batch: int,
-) -> tuple[list[uuid.UUID], Lease]:
-    """Take rows due at `now` for this worker and commit, so the lease holds before any
-    send. The lease runs from the clock at the claim, not from `now`: a round may
-    start late, or spend long reconciling, and a lease already partly gone would cut
-    sends short or let another dispatcher reconcile a row still being sent.
-
-    PostgreSQL skips rows another dispatcher has locked; SQLite ignores the locking
-    clause, and the `status = 'pending'` condition makes a row taken in between drop out.
-    The body is cleared: a `sending` row with a body has passed its checks, which the
-    daily cap counts.
-    """
-    with sessions() as session:
-        due = session.scalars(
-            select(SmsMessage.id)
-            .where(SmsMessage.status == PENDING, SmsMessage.next_attempt_at <= now)
-            .order_by(SmsMessage.next_attempt_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        ).all()
-        lease = Lease(worker, utcnow() + dt.timedelta(seconds=settings["DCT_SMS_LEASE_SECONDS"]))
-        claimed = [
-            message_id
-            for message_id in due
-            if session.execute(
-                update(SmsMessage)
-                .where(SmsMessage.id == message_id, SmsMessage.status == PENDING)
-                .values(
-                    status=SENDING,
-                    lease_until=lease.until,
-                    claimed_by=worker,
-                    attempts=SmsMessage.attempts + 1,
-                    body=None,
-                )
-            ).rowcount
-            == 1
-        ]
-        session.commit()
-    return claimed, lease
-
-
-def release(
-    sessions: sessionmaker[Session],
-    message_ids: Sequence[uuid.UUID],
-    *,
-    worker: str,
-    until: dt.datetime | None = None,
-    reason: str | None = None,
-) -> None:
-    """Hand claimed rows back unsent, due again `until` (or as they were): their
-    attempt never reached the recipient, so it is not counted."""
-    values: dict[str, Any] = {
-        "status": PENDING,
-        "lease_until": None,
-        "claimed_by": None,
-        "attempts": SmsMessage.attempts - 1,
-    }
-    if until is not None:
-        values["next_attempt_at"] = until
-    if reason is not None:
-        values["status_reason"] = reason
-    with sessions() as session:
-        session.execute(
-            update(SmsMessage)
-            .where(
-                SmsMessage.id.in_(message_ids),
-                SmsMessage.status == SENDING,
-                SmsMessage.claimed_by == worker,
-            )
-            .values(**values)
-        )
-        session.commit()
-
-
-def prepare(
-    sessions: sessionmaker[Session],
-    settings: Mapping[str, Any],
-    message_id: uuid.UUID,
-    *,
-    worker: str,
-    now: dt.datetime,
-) -> Outgoing | None:
-    """The last checks before a send, in a short transaction of their own; the text
-    is rendered and stored here so that reconciliation can recognise it.
-
-    The recipient's row is locked (PostgreSQL; SQLite's writers take turns anyway) so
-    that two dispatchers decide one recipient's daily cap one after the other."""
-    with sessions() as session:
-        message = session.get(SmsMessage, message_id)
-        if message is None or message.status != SENDING or message.claimed_by != worker:
-            return None  # reconciled away from a dispatcher slower than its lease
-        user = session.get_one(User, message.user_id, with_for_update=True)
-        preference = session.get(NotificationPreference, user.id)
-        holdback = refusal(session, message, user, preference) or deferral(
-            session, settings, message, user, preference, now
-        )
-        if holdback is not None:
-            hold_back(message, holdback)
-            session.commit()
-            return None
-        message.body = render(session, message, user, preference)
-        message.segments = sms_content.segments(message.body)
-        # Twilio answered every earlier error it gave with an error code; without one,
-        # the answer was lost and the message may have been accepted.
-        lost = message.error_message is not None and message.error_code is None
-        outgoing = Outgoing(
-            message.id,
-            user.phone or "",
-            message.body,
-            message.attempts,
-            message.due_at - CLOCK_SKEW if lost else None,
-        )
-        session.commit()
-    return outgoing
-
-
-def refusal(
-    session: Session,
-    message: SmsMessage,
-    user: User,
-    preference: NotificationPreference | None,
-) -> Holdback | None:
-    """Why this message must never go, if it must not."""
-    if preference is not None and (preference.opted_out_at or not preference.sms_enabled):
-        return Holdback(SmsStatus.SKIPPED.value, "opted out")
-    if not user.phone:
-        return Holdback(SmsStatus.SKIPPED.value, "no phone number")
-    participant = (
-        session.get(Participant, message.participant_id) if message.participant_id else None
-    )
-    if participant is not None and participant.status == ParticipantStatus.WITHDRAWN.value:
-        return Holdback(SmsStatus.CANCELLED.value, "participant withdrawn")
-    if participant is not None and not participant.contact_allowed:
-        return Holdback(SmsStatus.CANCELLED.value, "contact not allowed")
-    reason = sms_rules.still_relevant(session, message)
-    return Holdback(SmsStatus.SKIPPED.value, reason) if reason else None
-
-
-def deferral(
-    session: Session,
-    settings: Mapping[str, Any],
-    message: SmsMessage,
-    user: User,
-    preference: NotificationPreference | None,
-    now: dt.datetime,
-) -> Holdback | None:
-    """When this message may go instead, if not now: quiet hours in the recipient's
-    zone, then the daily cap (the next local day's first allowed minute). The cap
-    counts the day's sent messages and those being sent (checked, not yet recorded).
-    A code the holder asked for just now waits for neither."""
-    if message.template in sms_content.ON_REQUEST:
-        return None
-    send_from, send_until = quiet_window(preference)
-    allowed = sms_content.next_allowed(now, user.timezone, send_from, send_until)
-    if allowed > now:
-        return Holdback(PENDING, "deferred: quiet hours", allowed)
-    day_start, day_end = sms_content.day_bounds(now, user.timezone)
-    sent_today = session.scalar(
-        select(func.count())
-        .select_from(SmsMessage)
-        .where(
-            SmsMessage.user_id == user.id,
-            or_(
-                and_(SmsMessage.sent_at >= day_start, SmsMessage.sent_at < day_end),
-                and_(
-                    SmsMessage.status == SENDING,
-                    SmsMessage.body.is_not(None),
-                    SmsMessage.id != message.id,
-                ),
-            ),
-        )
-    )
-    if (sent_today or 0) >= settings["DCT_SMS_DAILY_CAP"]:
-        tomorrow = sms_content.next_allowed(day_end, user.timezone, send_from, send_until)
-        return Holdback(PENDING, "deferred: daily cap", tomorrow)
-    return None
-
-
-def quiet_window(preference: NotificationPreference | None) -> tuple[str, str]:
-    """The recipient's sending hours, never wider than the allowed ones ("HH:MM"
-    strings order as the times do)."""
-    if preference is None:
-        return sms_content.ALLOWED_FROM, sms_content.ALLOWED_UNTIL
-    return (
-        max(preference.send_from, sms_content.ALLOWED_FROM),
-        min(preference.send_until, sms_content.ALLOWED_UNTIL),
-    )
-
-
-def hold_back(message: SmsMessage, holdback: Holdback) -> None:
-    """End the row, or put it back for later; a deferral is not an attempt."""
-    message.status, message.status_reason = holdback.status, holdback.reason
-    message.lease_until, message.claimed_by = None, None
-    if holdback.until is not None:
-        message.next_attempt_at = holdback.until
-        message.attempts -= 1
-
-
-def render(
-    session: Session,
-    message: SmsMessage,
-    user: User,
-    preference: NotificationPreference | None,
-) -> str:
-    locale = (preference.locale if preference else None) or user.locale
-    sender = (
-        settings_of(session, message.study_id).sender_name
-        if message.study_id
-        else DEFAULT_SENDER_NAME
-    )
-    return sms_content.render(message.template, locale, json.loads(message.params), sender)
-
-
-def deliver(
-    sessions: sessionmaker[Session],
-    gateway: SmsGateway,
-    settings: Mapping[str, Any],
-    outgoing: Outgoing,
-    lease: Lease,
-    *,
-    now: dt.datetime,
-) -> int:
-    """Send (unless an earlier, unanswered attempt went through after all), then
-    record the outcome; returns 1 when sent. A GatewayConfigError is the caller's:
-    it concerns every row, not this one."""
-    try:
-        sid = found_after_loss(sessions, gateway, outgoing, lease, now=now) or send(
-            sessions, gateway, settings, outgoing, lease, now=now
-        )
-    except NotSent:
-        return 0
-    record_sent(sessions, outgoing.id, sid, worker=lease.worker, now=now)
-    return 1
-
-
-def require_lease_left(
-    sessions: sessionmaker[Session], gateway: SmsGateway, row: uuid.UUID, lease: Lease
-) -> None:
-    """A gateway call starts only while the lease outlasts it; otherwise the row goes
-    back to pending unsent, before another dispatcher may reconcile it mid-call."""
-    if lease.until - utcnow() > dt.timedelta(seconds=gateway.timeout_seconds):
-        return
-    release(sessions, [row], worker=lease.worker)
-    raise NotSent
-
-
-def found_after_loss(
-    sessions: sessionmaker[Session],
-    gateway: SmsGateway,
-    outgoing: Outgoing,
-    lease: Lease,
-    *,
-    now: dt.datetime,
-) -> str | None:
-    """The SID of the message an earlier, unanswered attempt sent, if it did. When the
-    gateway cannot say, the row waits and tries again later: it is not failed, and not
-    sent blind."""
-    if outgoing.lost_since is None:
-        return None
-    require_lease_left(sessions, gateway, outgoing.id, lease)
-    try:
-        return sent_unheard(
-            sessions, gateway, outgoing.id, outgoing.to, outgoing.body, outgoing.lost_since
-        )
-    except (TransientSmsError, PermanentSmsError) as error:
-        log.warning("SMS reconciliation could not ask the gateway (%s); retrying", error.message)
-        release(
-            sessions,
-            [outgoing.id],
-            worker=lease.worker,
-            until=now + backoff(outgoing.attempts),
-            reason="retrying: the gateway could not say whether it was sent",
-        )
-        raise NotSent from error
-
-
-def send(
-    sessions: sessionmaker[Session],
-    gateway: SmsGateway,
-    settings: Mapping[str, Any],
-    outgoing: Outgoing,
-    lease: Lease,
-    *,
-    now: dt.datetime,
-) -> str:
-    """The send itself; its SID. An error the gateway did not classify leaves the row
-    in `sending`: whether it went is unknown, so the lease runs out and reconciliation
-    finds out."""
-    require_lease_left(sessions, gateway, outgoing.id, lease)
-    try:
-        return gateway.send(outgoing.to, outgoing.body, outgoing.id).sid
-    except TransientSmsError as error:
-        retry_or_fail(
-            sessions,
-            settings,
-            outgoing.id,
-            "gateway unavailable",
-            error=error,
-            worker=lease.worker,
-            now=now,
-        )
-    except PermanentSmsError as error:
-        fail(sessions, outgoing.id, error, worker=lease.worker, now=now)
-    except GatewayConfigError:
-        raise
-    except Exception:
-        log.exception("SMS gateway failed unexpectedly; left for reconciliation")
-    raise NotSent
-
-
-def sent_unheard(
-    sessions: sessionmaker[Session],
-    gateway: SmsGateway,
-    message_id: uuid.UUID,
-    to: str,
-    body: str,
-    since: dt.datetime,
-) -> str | None:
-    """The SID of this message if Twilio has it although no answer reached us. Texts
-    can repeat ("a questionnaire is waiting"), so of the matching messages, newest
-    first, the first that no other row recorded is this row's."""
-    found = [result.sid for result in gateway.find_sent(to, body, since=since)]
-    if not found:
-        return None
-    with sessions() as session:
-        taken = set(
-            session.scalars(
-                select(SmsMessage.twilio_sid).where(
-                    SmsMessage.twilio_sid.in_(found), SmsMessage.id != message_id
-                )
-            )
-        )
-    return next((sid for sid in found if sid not in taken), None)
-
-
-def record_sent(
-    sessions: sessionmaker[Session],
-    message_id: uuid.UUID,
-    sid: str,
-    *,
-    worker: str,
-    now: dt.datetime,
-) -> None:
-    """The SMS went: that is recorded even when a status callback got here first, but
-    the status only moves forward (a `delivered` stays)."""
-    with sessions() as session:
-        message = session.get_one(SmsMessage, message_id, with_for_update=True)
-        if message.status in (SENDING, PENDING):
-            message.status, message.status_reason = SENT, None
-        message.twilio_sid = message.twilio_sid or sid
-        message.sent_at = message.sent_at or now
-        message.lease_until, message.error_code, message.error_message = None, None, None
-        audit_outcome(session, message, "sms.sent", worker, twilio_sid=message.twilio_sid)
-        session.commit()
-
-
-def retry_or_fail(
-    sessions: sessionmaker[Session],
-    settings: Mapping[str, Any],
-    message_id: uuid.UUID,
-    reason: str,
-    *,
-    error: SmsError | None = None,
-    worker: str,
-    now: dt.datetime,
-) -> None:
-    """A throttled or unavailable gateway, or a row that could not be prepared: try
-    again later, backing off, until the attempts run out. Twilio's error is kept on
-    the row; a failure of our own leaves the row's earlier one."""
-    with sessions() as session:
-        message = owned(session, message_id, worker)
-        if message is None:
-            return
-        if error is not None:
-            message.error_code, message.error_message = error.code, scrub(error.message)
-        message.lease_until, message.claimed_by = None, None
-        if message.attempts >= settings["DCT_SMS_MAX_ATTEMPTS"]:
-            give_up(session, message, reason, worker, error_code=error.code if error else None)
-        else:
-            message.status, message.status_reason = PENDING, f"retrying: {reason}"
-            message.next_attempt_at = now + backoff(message.attempts)
-        session.commit()
 
 
 def give_up(
@@ -606,31 +118,6 @@ def backoff(attempts: int) -> dt.timedelta:
     outage do not all arrive at once."""
     delay = min(BACKOFF_BASE * 2 ** (attempts - 1), BACKOFF_CAP)
     return delay * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - spreading load, not a secret
-
-
-def fail(
-    sessions: sessionmaker[Session],
-    message_id: uuid.UUID,
-    error: PermanentSmsError,
-    *,
-    worker: str,
-    now: dt.datetime,
-) -> None:
-    """The number cannot take SMS (invalid, unsubscribed at the carrier, a landline):
-    no retry, and the coordinator sees the phone flagged."""
-    with sessions() as session:
-        message = owned(session, message_id, worker)
-        if message is None:
-            return
-        message.status, message.status_reason = SmsStatus.FAILED.value, "rejected by the gateway"
-        message.error_code, message.error_message = error.code, scrub(error.message)
-        message.lease_until, message.claimed_by = None, None
-        if error.code is not None:
-            flag_phone(session, message.user_id, error.code, request_id=request_id(worker), at=now)
-        audit_outcome(
-            session, message, "sms.failed", worker, error_code=error.code, phone_flagged=True
-        )
-        session.commit()
 
 
 def scrub(text: str | None) -> str | None:
@@ -673,74 +160,425 @@ def audit_outcome(
     )
 
 
-def reconcile(
-    sessions: sessionmaker[Session],
-    gateway: SmsGateway,
-    settings: Mapping[str, Any],
-    *,
-    now: dt.datetime,
-    batch: int,
-) -> int:
-    """Rows whose dispatcher died mid-send: sent ones are recorded, the others go back
-    to pending. Returns how many were settled."""
-    with sessions() as session:
-        stuck = session.execute(
-            select(SmsMessage.id, SmsMessage.lease_until)
-            .where(SmsMessage.status == SENDING, SmsMessage.lease_until < now)
-            .order_by(SmsMessage.lease_until)
-            .limit(batch)
-        ).all()
-    settled = 0
-    for message_id, lease_until in stuck:
+class Dispatcher:
+    """The claim, send and reconcile loop of one worker: the sessions it opens, the
+    gateway it sends through, the settings that bound it (lease, attempts, daily cap)
+    and the name it holds leases under. Each step opens short sessions of its own, so
+    no transaction is open across a gateway call."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        gateway: SmsGateway,
+        settings: Mapping[str, Any],
+        *,
+        worker: str,
+    ) -> None:
+        self.sessions, self.gateway, self.settings = sessions, gateway, settings
+        self.worker = worker
+
+    def dispatch(
+        self,
+        *,
+        now: dt.datetime | None = None,
+        batch: int = 50,
+        threads: int = 1,
+    ) -> int:
+        """One round: reconcile expired leases, claim up to `batch` due rows, send them.
+        Returns how many were sent.
+
+        Twilio answers in a few hundred milliseconds, so one sender tops out at a few
+        messages a second: `threads` sends that many at once, each row in sessions of its
+        own (so `sessions` must be bound to an engine, not to one shared connection)."""
+        now = now or utcnow()
+        self.reconcile(now=now, batch=batch)
+        claimed, lease = self.claim(now=now, batch=batch)
+        refused = threading.Event()
+
+        def handle(message_id: uuid.UUID) -> int:
+            try:
+                return self.handle_one(message_id, lease, refused, now=now)
+            except Exception:
+                log.exception("SMS %s could not be handled; left for reconciliation", message_id)
+                return 0
+
+        if threads <= 1:
+            return sum(map(handle, claimed))
+        with ThreadPoolExecutor(threads, thread_name_prefix="sms-dispatch") as pool:
+            return sum(pool.map(handle, claimed))
+
+    def handle_one(
+        self,
+        message_id: uuid.UUID,
+        lease: Lease,
+        refused: threading.Event,
+        *,
+        now: dt.datetime,
+    ) -> int:
+        """Prepare and send one claimed row; returns 1 when sent. Once Twilio refused our
+        configuration in this round, the rest of the round waits for the fix unsent."""
+        if refused.is_set():
+            self.release(
+                [message_id],
+                until=now + CONFIG_RETRY,
+                reason=CONFIG_WAIT,
+            )
+            return 0
         try:
-            settled += settle(sessions, gateway, settings, message_id, lease_until, now=now)
+            outgoing = self.prepare(message_id, now=now)
         except Exception:
-            log.exception("SMS %s could not be reconciled; trying next round", message_id)
-    return settled
-
-
-def settle(
-    sessions: sessionmaker[Session],
-    gateway: SmsGateway,
-    settings: Mapping[str, Any],
-    message_id: uuid.UUID,
-    lease_until: dt.datetime,
-    *,
-    now: dt.datetime,
-) -> int:
-    """Decide one expired row. The lease is never extended, so an unchanged
-    `lease_until` proves no other dispatcher settled the row meanwhile. A row whose
-    dispatchers keep dying on it fails once its attempts run out."""
-    claimed_at = lease_until - dt.timedelta(seconds=settings["DCT_SMS_LEASE_SECONDS"])
-    with sessions() as session:
-        message = session.get(SmsMessage, message_id)
-        if message is None or message.status != SENDING or message.lease_until != lease_until:
+            # A template that does not render, a relevance rule that breaks: counted as an
+            # attempt, so the row fails in the end instead of coming back forever.
+            log.exception("SMS %s could not be prepared", message_id)
+            self.retry_or_fail(message_id, "could not be prepared", now=now)
             return 0
-        sid = message.twilio_sid
-        user = session.get_one(User, message.user_id)
-        to, body = user.phone, message.body
-    if sid is None and to and body:
+        if outgoing is None:
+            return 0
         try:
-            sid = sent_unheard(sessions, gateway, message_id, to, body, claimed_at - CLOCK_SKEW)
-        except SmsError as error:
-            log.warning("SMS reconciliation could not ask the gateway (%s)", error.message)
+            return self.deliver(outgoing, lease, now=now)
+        except GatewayConfigError as error:
+            if not refused.is_set():
+                refused.set()
+                log.error(
+                    "Twilio refused the SMS configuration (%s): messages wait %s for a fix",
+                    error.message,
+                    CONFIG_RETRY,
+                )
+            self.release(
+                [message_id],
+                until=now + CONFIG_RETRY,
+                reason=f"{CONFIG_WAIT} ({error.message})",
+            )
             return 0
-    with sessions() as session:
-        message = session.get_one(SmsMessage, message_id, with_for_update=True)
-        if message.status != SENDING or message.lease_until != lease_until:
+
+    def claim(self, *, now: dt.datetime, batch: int) -> tuple[list[uuid.UUID], Lease]:
+        """Take rows due at `now` for this worker and commit, so the lease holds before any
+        send. The lease runs from the clock at the claim, not from `now`: a round may
+        start late, or spend long reconciling, and a lease already partly gone would cut
+        sends short or let another dispatcher reconcile a row still being sent.
+
+        PostgreSQL skips rows another dispatcher has locked; SQLite ignores the locking
+        clause, and the `status = 'pending'` condition makes a row taken in between drop out.
+        The body is cleared: a `sending` row with a body has passed its checks, which the
+        daily cap counts.
+        """
+        with self.sessions() as session:
+            due = session.scalars(
+                select(SmsMessage.id)
+                .where(SmsMessage.status == PENDING, SmsMessage.next_attempt_at <= now)
+                .order_by(SmsMessage.next_attempt_at)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            ).all()
+            lease = Lease(
+                self.worker, utcnow() + dt.timedelta(seconds=self.settings["DCT_SMS_LEASE_SECONDS"])
+            )
+            claimed = [
+                message_id
+                for message_id in due
+                if session.execute(
+                    update(SmsMessage)
+                    .where(SmsMessage.id == message_id, SmsMessage.status == PENDING)
+                    .values(
+                        status=SENDING,
+                        lease_until=lease.until,
+                        claimed_by=self.worker,
+                        attempts=SmsMessage.attempts + 1,
+                        body=None,
+                    )
+                ).rowcount
+                == 1
+            ]
+            session.commit()
+        return claimed, lease
+
+    def release(
+        self,
+        message_ids: Sequence[uuid.UUID],
+        *,
+        until: dt.datetime | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Hand claimed rows back unsent, due again `until` (or as they were): their
+        attempt never reached the recipient, so it is not counted."""
+        values: dict[str, Any] = {
+            "status": PENDING,
+            "lease_until": None,
+            "claimed_by": None,
+            "attempts": SmsMessage.attempts - 1,
+        }
+        if until is not None:
+            values["next_attempt_at"] = until
+        if reason is not None:
+            values["status_reason"] = reason
+        with self.sessions() as session:
+            session.execute(
+                update(SmsMessage)
+                .where(
+                    SmsMessage.id.in_(message_ids),
+                    SmsMessage.status == SENDING,
+                    SmsMessage.claimed_by == self.worker,
+                )
+                .values(**values)
+            )
+            session.commit()
+
+    def prepare(self, message_id: uuid.UUID, *, now: dt.datetime) -> Outgoing | None:
+        """The last checks before a send, in a short transaction of their own; the text
+        is rendered and stored here so that reconciliation can recognise it.
+
+        The recipient's row is locked (PostgreSQL; SQLite's writers take turns anyway) so
+        that two dispatchers decide one recipient's daily cap one after the other."""
+        with self.sessions() as session:
+            message = session.get(SmsMessage, message_id)
+            if message is None or message.status != SENDING or message.claimed_by != self.worker:
+                return None  # reconciled away from a dispatcher slower than its lease
+            user = session.get_one(User, message.user_id, with_for_update=True)
+            preference = session.get(NotificationPreference, user.id)
+            holdback = sending.refusal(session, message, user, preference) or sending.deferral(
+                session, self.settings, message, user, preference, now
+            )
+            if holdback is not None:
+                sending.hold_back(message, holdback)
+                session.commit()
+                return None
+            message.body = sending.render(session, message, user, preference)
+            message.segments = sms_content.segments(message.body)
+            # Twilio answered every earlier error it gave with an error code; without one,
+            # the answer was lost and the message may have been accepted.
+            lost = message.error_message is not None and message.error_code is None
+            outgoing = Outgoing(
+                message.id,
+                user.phone or "",
+                message.body,
+                message.attempts,
+                message.due_at - CLOCK_SKEW if lost else None,
+            )
+            session.commit()
+        return outgoing
+
+    def deliver(self, outgoing: Outgoing, lease: Lease, *, now: dt.datetime) -> int:
+        """Send (unless an earlier, unanswered attempt went through after all), then
+        record the outcome; returns 1 when sent. A GatewayConfigError is the caller's:
+        it concerns every row, not this one."""
+        try:
+            sid = self.found_after_loss(outgoing, lease, now=now) or self.send(
+                outgoing, lease, now=now
+            )
+        except NotSent:
             return 0
-        message.lease_until, message.claimed_by = None, None
-        if sid is not None:
-            message.status, message.status_reason = SENT, None
-            message.twilio_sid, message.sent_at = sid, message.sent_at or claimed_at
-            audit_outcome(session, message, "sms.sent", "reconciliation", twilio_sid=sid)
-        elif message.attempts >= settings["DCT_SMS_MAX_ATTEMPTS"]:
-            give_up(session, message, "dispatcher lost", "reconciliation")
-        else:
-            message.status, message.status_reason = PENDING, "resending: dispatcher lost"
-            message.next_attempt_at = now
-        session.commit()
-    return 1
+        self.record_sent(outgoing.id, sid, now=now)
+        return 1
+
+    def require_lease_left(self, row: uuid.UUID, lease: Lease) -> None:
+        """A gateway call starts only while the lease outlasts it; otherwise the row goes
+        back to pending unsent, before another dispatcher may reconcile it mid-call."""
+        if lease.until - utcnow() > dt.timedelta(seconds=self.gateway.timeout_seconds):
+            return
+        self.release([row])
+        raise NotSent
+
+    def found_after_loss(
+        self,
+        outgoing: Outgoing,
+        lease: Lease,
+        *,
+        now: dt.datetime,
+    ) -> str | None:
+        """The SID of the message an earlier, unanswered attempt sent, if it did. When the
+        gateway cannot say, the row waits and tries again later: it is not failed, and not
+        sent blind."""
+        if outgoing.lost_since is None:
+            return None
+        self.require_lease_left(outgoing.id, lease)
+        try:
+            return self.sent_unheard(outgoing.id, outgoing.to, outgoing.body, outgoing.lost_since)
+        except (TransientSmsError, PermanentSmsError) as error:
+            log.warning(
+                "SMS reconciliation could not ask the gateway (%s); retrying", error.message
+            )
+            self.release(
+                [outgoing.id],
+                until=now + backoff(outgoing.attempts),
+                reason="retrying: the gateway could not say whether it was sent",
+            )
+            raise NotSent from error
+
+    def send(self, outgoing: Outgoing, lease: Lease, *, now: dt.datetime) -> str:
+        """The send itself; its SID. An error the gateway did not classify leaves the row
+        in `sending`: whether it went is unknown, so the lease runs out and reconciliation
+        finds out."""
+        self.require_lease_left(outgoing.id, lease)
+        try:
+            return self.gateway.send(outgoing.to, outgoing.body, outgoing.id).sid
+        except TransientSmsError as error:
+            self.retry_or_fail(
+                outgoing.id,
+                "gateway unavailable",
+                error=error,
+                now=now,
+            )
+        except PermanentSmsError as error:
+            self.fail(outgoing.id, error, now=now)
+        except GatewayConfigError:
+            raise
+        except Exception:
+            log.exception("SMS gateway failed unexpectedly; left for reconciliation")
+        raise NotSent
+
+    def sent_unheard(
+        self,
+        message_id: uuid.UUID,
+        to: str,
+        body: str,
+        since: dt.datetime,
+    ) -> str | None:
+        """The SID of this message if Twilio has it although no answer reached us. Texts
+        can repeat ("a questionnaire is waiting"), so of the matching messages, newest
+        first, the first that no other row recorded is this row's."""
+        found = [result.sid for result in self.gateway.find_sent(to, body, since=since)]
+        if not found:
+            return None
+        with self.sessions() as session:
+            taken = set(
+                session.scalars(
+                    select(SmsMessage.twilio_sid).where(
+                        SmsMessage.twilio_sid.in_(found), SmsMessage.id != message_id
+                    )
+                )
+            )
+        return next((sid for sid in found if sid not in taken), None)
+
+    def record_sent(self, message_id: uuid.UUID, sid: str, *, now: dt.datetime) -> None:
+        """The SMS went: that is recorded even when a status callback got here first, but
+        the status only moves forward (a `delivered` stays)."""
+        with self.sessions() as session:
+            message = session.get_one(SmsMessage, message_id, with_for_update=True)
+            if message.status in (SENDING, PENDING):
+                message.status, message.status_reason = SENT, None
+            message.twilio_sid = message.twilio_sid or sid
+            message.sent_at = message.sent_at or now
+            message.lease_until, message.error_code, message.error_message = None, None, None
+            audit_outcome(session, message, "sms.sent", self.worker, twilio_sid=message.twilio_sid)
+            session.commit()
+
+    def retry_or_fail(
+        self,
+        message_id: uuid.UUID,
+        reason: str,
+        *,
+        error: SmsError | None = None,
+        now: dt.datetime,
+    ) -> None:
+        """A throttled or unavailable gateway, or a row that could not be prepared: try
+        again later, backing off, until the attempts run out. Twilio's error is kept on
+        the row; a failure of our own leaves the row's earlier one."""
+        with self.sessions() as session:
+            message = owned(session, message_id, self.worker)
+            if message is None:
+                return
+            if error is not None:
+                message.error_code, message.error_message = error.code, scrub(error.message)
+            message.lease_until, message.claimed_by = None, None
+            if message.attempts >= self.settings["DCT_SMS_MAX_ATTEMPTS"]:
+                give_up(
+                    session, message, reason, self.worker, error_code=error.code if error else None
+                )
+            else:
+                message.status, message.status_reason = PENDING, f"retrying: {reason}"
+                message.next_attempt_at = now + backoff(message.attempts)
+            session.commit()
+
+    def fail(self, message_id: uuid.UUID, error: PermanentSmsError, *, now: dt.datetime) -> None:
+        """The number cannot take SMS (invalid, unsubscribed at the carrier, a landline):
+        no retry, and the coordinator sees the phone flagged."""
+        with self.sessions() as session:
+            message = owned(session, message_id, self.worker)
+            if message is None:
+                return
+            message.status, message.status_reason = (
+                SmsStatus.FAILED.value,
+                "rejected by the gateway",
+            )
+            message.error_code, message.error_message = error.code, scrub(error.message)
+            message.lease_until, message.claimed_by = None, None
+            if error.code is not None:
+                flag_phone(
+                    session, message.user_id, error.code, request_id=request_id(self.worker), at=now
+                )
+            audit_outcome(
+                session,
+                message,
+                "sms.failed",
+                self.worker,
+                error_code=error.code,
+                phone_flagged=True,
+            )
+            session.commit()
+
+    def reconcile(self, *, now: dt.datetime, batch: int) -> int:
+        """Rows whose dispatcher died mid-send: sent ones are recorded, the others go back
+        to pending. Returns how many were settled."""
+        with self.sessions() as session:
+            stuck = session.execute(
+                select(SmsMessage.id, SmsMessage.lease_until)
+                .where(SmsMessage.status == SENDING, SmsMessage.lease_until < now)
+                .order_by(SmsMessage.lease_until)
+                .limit(batch)
+            ).all()
+        settled = 0
+        for message_id, lease_until in stuck:
+            try:
+                settled += self.settle(message_id, lease_until, now=now)
+            except Exception:
+                log.exception("SMS %s could not be reconciled; trying next round", message_id)
+        return settled
+
+    def settle(self, message_id: uuid.UUID, lease_until: dt.datetime, *, now: dt.datetime) -> int:
+        """Decide one expired row. The lease is never extended, so an unchanged
+        `lease_until` proves no other dispatcher settled the row meanwhile. A row whose
+        dispatchers keep dying on it fails once its attempts run out."""
+        claimed_at = lease_until - dt.timedelta(seconds=self.settings["DCT_SMS_LEASE_SECONDS"])
+        with self.sessions() as session:
+            message = session.get(SmsMessage, message_id)
+            if message is None or message.status != SENDING or message.lease_until != lease_until:
+                return 0
+            sid = message.twilio_sid
+            user = session.get_one(User, message.user_id)
+            to, body = user.phone, message.body
+        if sid is None and to and body:
+            try:
+                sid = self.sent_unheard(message_id, to, body, claimed_at - CLOCK_SKEW)
+            except SmsError as error:
+                log.warning("SMS reconciliation could not ask the gateway (%s)", error.message)
+                return 0
+        with self.sessions() as session:
+            message = session.get_one(SmsMessage, message_id, with_for_update=True)
+            if message.status != SENDING or message.lease_until != lease_until:
+                return 0
+            message.lease_until, message.claimed_by = None, None
+            if sid is not None:
+                message.status, message.status_reason = SENT, None
+                message.twilio_sid, message.sent_at = sid, message.sent_at or claimed_at
+                audit_outcome(session, message, "sms.sent", "reconciliation", twilio_sid=sid)
+            elif message.attempts >= self.settings["DCT_SMS_MAX_ATTEMPTS"]:
+                give_up(session, message, "dispatcher lost", "reconciliation")
+            else:
+                message.status, message.status_reason = PENDING, "resending: dispatcher lost"
+                message.next_attempt_at = now
+            session.commit()
+        return 1
+
+    def anything_due(self) -> bool:
+        with self.sessions() as session:
+            return (
+                session.scalar(
+                    select(SmsMessage.id)
+                    .where(SmsMessage.status == PENDING, SmsMessage.next_attempt_at <= utcnow())
+                    .limit(1)
+                )
+                is not None
+            )
 
 
 def plan(session: Session, actor: Actor) -> str:
@@ -761,20 +599,9 @@ def dispatch_job(
     until nothing due is left, so a backlog drains at sending speed rather than one
     batch per tick; after JOB_SECONDS the next tick carries on (`coalesce` folds the
     ticks missed meanwhile)."""
-    worker, sent, stop = worker_name(), 0, time.monotonic() + JOB_SECONDS
+    dispatcher = Dispatcher(sessions, gateway, settings, worker=worker_name())
+    sent, stop = 0, time.monotonic() + JOB_SECONDS
     while True:
-        sent += dispatch(sessions, gateway, settings, worker=worker, threads=threads, batch=batch)
-        if time.monotonic() > stop or not anything_due(sessions):
+        sent += dispatcher.dispatch(threads=threads, batch=batch)
+        if time.monotonic() > stop or not dispatcher.anything_due():
             return f"{sent} SMS sent"
-
-
-def anything_due(sessions: sessionmaker[Session]) -> bool:
-    with sessions() as session:
-        return (
-            session.scalar(
-                select(SmsMessage.id)
-                .where(SmsMessage.status == PENDING, SmsMessage.next_attempt_at <= utcnow())
-                .limit(1)
-            )
-            is not None
-        )

@@ -1,4 +1,4 @@
-"""What an SMS says, how many segments it costs, and when it may be sent.
+"""What an SMS says and how many segments it costs (when it may go: `sending_hours`).
 
 An SMS is read on a lock screen, by whoever holds the phone, and passes through
 carriers: so a text names only the study's sender name, never a condition, drug,
@@ -9,24 +9,16 @@ checked with it when it is set).
 Texts keep to the GSM-7 alphabet (no "ç", "ê", "ô", "ë" or typographic quotes), so
 that one segment carries 160 characters rather than 70, and stay within one segment
 with the longest parameters where the language allows.
-
-Sending hours are wall-clock times in the recipient's zone: 08:00-21:00 at most,
-narrowed by their preferences; a reminder due outside them waits for the next
-opening, DST-correct.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import unicodedata
 from collections.abc import Mapping
-from zoneinfo import ZoneInfo
 
 LOCALES = ("nl", "fr", "de", "en")
 FALLBACK_LOCALE = "en"
-ALLOWED_FROM = "08:00"
-ALLOWED_UNTIL = "21:00"
 # Codes the holder is waiting for at that moment: sent at once, outside the sending
 # hours and the daily cap that are there for reminders.
 ON_REQUEST = frozenset({"password_reset"})
@@ -254,47 +246,3 @@ def health_terms_in(text: str) -> list[str]:
 
 
 # --- sending hours -------------------------------------------------------------------
-
-
-def _clock(value: str) -> dt.time:
-    return dt.time.fromisoformat(value)
-
-
-def _aware(at: dt.datetime) -> None:
-    if at.tzinfo is None:
-        raise ValueError("a naive datetime has no instant: give it a time zone")
-
-
-def _local_instant(day: dt.date, at: dt.time, zone: ZoneInfo) -> dt.datetime:
-    """A wall-clock time on a day as a UTC instant; a time skipped by a spring-forward
-    reads as the instant an hour later (fold=0), as elsewhere in the project."""
-    return dt.datetime.combine(day, at, tzinfo=zone).astimezone(dt.UTC)
-
-
-def next_allowed(due: dt.datetime, zone: str, send_from: str, send_until: str) -> dt.datetime:
-    """The first instant at or after `due` inside [send_from, send_until) local time:
-    `due` itself inside the window, else the next send_from (today's or tomorrow's).
-    Preferences outside 08:00-21:00 are held to it."""
-    _aware(due)
-    opens = _clock(max(send_from, ALLOWED_FROM))
-    closes = _clock(min(send_until, ALLOWED_UNTIL))
-    if opens >= closes:
-        raise ValueError(f"empty sending window {send_from}-{send_until}")
-    tz = ZoneInfo(zone)
-    local = due.astimezone(tz)
-    if opens <= local.time() < closes:
-        return due
-    day = local.date() if local.time() < opens else local.date() + dt.timedelta(days=1)
-    return _local_instant(day, opens, tz)
-
-
-def day_bounds(at: dt.datetime, zone: str) -> tuple[dt.datetime, dt.datetime]:
-    """The recipient's local day around `at` as [start, end) in UTC: 23 or 25 hours
-    on DST days, so a daily cap counts the day the recipient lives."""
-    _aware(at)
-    tz = ZoneInfo(zone)
-    day = at.astimezone(tz).date()
-    midnight = dt.time(0, 0)
-    return _local_instant(day, midnight, tz), _local_instant(
-        day + dt.timedelta(days=1), midnight, tz
-    )

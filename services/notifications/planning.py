@@ -6,7 +6,7 @@ job, two scheduler instances, a booking repeated) never plans, so never sends, t
 A row holds a template and its parameters, never text: times are local to the
 recipient, and nothing names a visit, procedure or questionnaire (no health data).
 It also holds what must still be true at sending (`relevance`), which the dispatcher
-asks `still_relevant` just before it sends.
+asks `sending.still_relevant` just before it sends.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from services.models import (
     NurseProfile,
     Participant,
     ParticipantStatus,
-    PasswordResetCode,
     SmsMessage,
     SmsStatus,
     User,
@@ -46,7 +45,6 @@ from services.models import (
     VisitStatus,
 )
 from services.notifications.settings import DEFAULT_RULES, settings_of
-from services.people import credentials
 
 MORNING_AT = dt.time(8, 0)
 NURSE_LIST_AT = dt.time(18, 0)
@@ -57,8 +55,8 @@ EPRO_CLOSING_LEAD = dt.timedelta(hours=2)
 RECONSENT_ACTION = "consent.requires_reconsent"
 
 _PENDING = SmsStatus.PENDING.value
-_BOOKED = (VisitStatus.SCHEDULED.value, VisitStatus.CONFIRMED.value)
-_ANSWERED = (InstanceStatus.COMPLETED.value, InstanceStatus.DECLINED.value)
+BOOKED = (VisitStatus.SCHEDULED.value, VisitStatus.CONFIRMED.value)
+ANSWERED = (InstanceStatus.COMPLETED.value, InstanceStatus.DECLINED.value)
 # Rows per INSERT/IN: far below SQLite's and PostgreSQL's bound-parameter limits.
 _CHUNK = 500
 
@@ -88,7 +86,7 @@ def _clock(at: dt.datetime, zone: ZoneInfo) -> str:
     return at.astimezone(zone).strftime("%H:%M")
 
 
-def _at_local(day: dt.date, time: dt.time, zone: ZoneInfo) -> dt.datetime:
+def at_local(day: dt.date, time: dt.time, zone: ZoneInfo) -> dt.datetime:
     """A wall-clock time on a local day as a UTC instant (DST-correct)."""
     return dt.datetime.combine(day, time, tzinfo=zone).astimezone(dt.UTC)
 
@@ -248,7 +246,7 @@ def _visit_rows(session: Session, visit: Visit, now: dt.datetime) -> list[dict[s
     """24 hours before, and 08:00 local on the day if that is before the visit; only
     instants still ahead (a visit booked for this afternoon gets no "tomorrow")."""
     participant = session.get(Participant, visit.participant_id)
-    if visit.status not in _BOOKED or visit.start_at is None or not _contactable(participant):
+    if visit.status not in BOOKED or visit.start_at is None or not _contactable(participant):
         return []
     rules = study_rules(session, visit.study_id)
     zone = ZoneInfo(participant.user.timezone)
@@ -256,7 +254,7 @@ def _visit_rows(session: Session, visit: Visit, now: dt.datetime) -> list[dict[s
     day = start.astimezone(zone).date()
     reminders = {
         "24h": ("visit_24h", start - dt.timedelta(hours=24), {"date": day.isoformat()}),
-        "morning": ("visit_morning", _at_local(day, MORNING_AT, zone), {}),
+        "morning": ("visit_morning", at_local(day, MORNING_AT, zone), {}),
     }
     relevance = {"visit_id": str(visit.id), "start_at": start.isoformat()}
     return [
@@ -462,7 +460,7 @@ def _nurse_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[s
         .join(User, User.id == Visit.nurse_id)
         .outerjoin(NurseProfile, NurseProfile.user_id == Visit.nurse_id)
         .where(
-            Visit.status.in_(_BOOKED),
+            Visit.status.in_(BOOKED),
             Visit.start_at >= now,
             # Tomorrow ends within 48 hours in every zone.
             Visit.start_at < now + dt.timedelta(hours=48),
@@ -488,112 +486,13 @@ def _nurse_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[s
                 template="nurse_next_day",
                 params={"count": len(visits), "first_time": _clock(first_at, zone)},
                 relevance={"nurse_id": str(nurse_id), "date": day.isoformat(), "zone": timezone},
-                due_at=_at_local(day - dt.timedelta(days=1), NURSE_LIST_AT, zone),
+                due_at=at_local(day - dt.timedelta(days=1), NURSE_LIST_AT, zone),
             )
         )
     return rows
 
 
 # --- just before sending -----------------------------------------------------------------
-
-
-def still_relevant(session: Session, message: SmsMessage) -> str | None:
-    """None when the message should still go; else why not, for its status_reason."""
-    if message.participant_id:
-        problem = participant_problem(session.get(Participant, message.participant_id))
-        if problem:
-            return problem
-    check = _CHECKS.get(message.template)
-    return check(session, message.relevance, utcnow()) if check else None
-
-
-def _visit_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
-    visit = session.get(Visit, uuid.UUID(relevance["visit_id"]))
-    start = dt.datetime.fromisoformat(relevance["start_at"])
-    if visit is None or visit.status not in _BOOKED or visit.start_at != start:
-        return "visit no longer scheduled at that time"
-    if now >= start:
-        return "visit time has passed"
-    return None
-
-
-def _day_before_problem(
-    session: Session, relevance: dict[str, Any], now: dt.datetime
-) -> str | None:
-    """The 24-hour reminder says "tomorrow": deferred (quiet hours, the daily cap) into
-    the visit's own day, it would be wrong, and the morning reminder covers that day."""
-    problem = _visit_problem(session, relevance, now)
-    if problem:
-        return problem
-    visit = session.get(Visit, uuid.UUID(relevance["visit_id"]))
-    zone = ZoneInfo(session.get(Participant, visit.participant_id).user.timezone)
-    if now.astimezone(zone).date() >= visit.start_at.astimezone(zone).date():
-        return "the day before the visit has passed"
-    return None
-
-
-def _instance_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
-    instance = session.get(EproInstance, uuid.UUID(relevance["instance_id"]))
-    if instance is None:
-        return "questionnaire no longer planned"
-    if instance.status in _ANSWERED:
-        return "questionnaire answered"
-    if instance.status != InstanceStatus.SCHEDULED:
-        return f"questionnaire {instance.status}"
-    if now >= instance.closes_at:
-        return "questionnaire window closed"
-    return None
-
-
-def _reconsent_problem(
-    session: Session, relevance: dict[str, Any], _now: dt.datetime
-) -> str | None:
-    participant = session.get(Participant, uuid.UUID(relevance["participant_id"]))
-    if participant.consent_state != ConsentState.REQUIRES_RECONSENT:
-        return "re-consent no longer pending"
-    return None
-
-
-def _activation_problem(
-    session: Session, relevance: dict[str, Any], now: dt.datetime
-) -> str | None:
-    code = session.get(ActivationCode, uuid.UUID(relevance["activation_code_id"]))
-    return credentials.code_problem(code, "activation", now)
-
-
-def _reset_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
-    code = session.get(PasswordResetCode, uuid.UUID(relevance["password_reset_code_id"]))
-    return credentials.code_problem(code, "reset", now)
-
-
-def _nurse_list_problem(
-    session: Session, relevance: dict[str, Any], _now: dt.datetime
-) -> str | None:
-    zone = ZoneInfo(relevance["zone"])
-    day = dt.date.fromisoformat(relevance["date"])
-    visits = session.scalar(
-        select(func.count())
-        .select_from(Visit)
-        .where(
-            Visit.nurse_id == uuid.UUID(relevance["nurse_id"]),
-            Visit.status.in_(_BOOKED),
-            Visit.start_at >= _at_local(day, dt.time(0), zone),
-            Visit.start_at < _at_local(day + dt.timedelta(days=1), dt.time(0), zone),
-        )
-    )
-    return None if visits else "no visits that day any more"
-
-
-_CHECKS: dict[str, Callable[[Session, dict[str, Any], dt.datetime], str | None]] = {
-    "visit_24h": _day_before_problem,
-    "visit_morning": _visit_problem,
-    "epro_open": _instance_problem,
-    "epro_closing": _instance_problem,
-    "reconsent_pending": _reconsent_problem,
-    "activation_code": _activation_problem,
-    "password_reset": _reset_problem,
-    "nurse_next_day": _nurse_list_problem,
-}
 
 
 # --- the coordinator's view --------------------------------------------------------------

@@ -33,13 +33,8 @@ from services.models import (
     StudySmsSettings,
     User,
 )
-from services.notifications.content import (
-    ALLOWED_FROM,
-    ALLOWED_UNTIL,
-    FALLBACK_LOCALE,
-    LOCALES,
-    health_terms_in,
-)
+from services.notifications.content import FALLBACK_LOCALE, LOCALES, health_terms_in
+from services.notifications.sending_hours import ALLOWED_FROM, ALLOWED_UNTIL
 from services.notifications.settings import (
     DEFAULT_RULES,
     SmsSettings,

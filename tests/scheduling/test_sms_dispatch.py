@@ -131,7 +131,8 @@ def patient(db: Session, world: World) -> Patient:
 
 
 def send_round(sessions, gateway, settings, now: dt.datetime) -> int:
-    return sms_dispatch.dispatch(sessions, gateway, settings, worker="test-worker", now=now)
+    dispatcher = sms_dispatch.Dispatcher(sessions, gateway, settings, worker="test-worker")
+    return dispatcher.dispatch(now=now)
 
 
 # --- sending --------------------------------------------------------------------------
@@ -437,7 +438,8 @@ def test_a_visit_cancelled_while_its_reminder_is_claimed_is_skipped_at_sending(
     visit = booked_visit(db, world)
     reminder = visit_reminders(db, visit)[0]
     due = reminder.due_at
-    claimed, _ = sms_dispatch.claim(sessions, settings, worker="w", now=due, batch=50)
+    dispatcher = sms_dispatch.Dispatcher(sessions, gateway, settings, worker="w")
+    claimed, _ = dispatcher.claim(now=due, batch=50)
     assert reminder.id in claimed
 
     visits.transition(
@@ -448,7 +450,7 @@ def test_a_visit_cancelled_while_its_reminder_is_claimed_is_skipped_at_sending(
         reason="ill",
     )
     db.flush()
-    assert sms_dispatch.prepare(sessions, settings, reminder.id, worker="w", now=due) is None
+    assert dispatcher.prepare(reminder.id, now=due) is None
 
     row = reread(db, reminder)
     assert (row.status, row.status_reason) == ("skipped", "visit no longer scheduled at that time")
@@ -708,12 +710,15 @@ def test_twilios_error_text_never_keeps_the_number():
 # --- leases ---------------------------------------------------------------------------
 
 
-def test_the_lease_runs_from_the_claim_not_from_the_rounds_start(db, sessions, settings, patient):
+def test_the_lease_runs_from_the_claim_not_from_the_rounds_start(
+    db, sessions, gateway, settings, patient
+):
     started = utcnow() - dt.timedelta(minutes=5)  # a round that began long ago
     message = add_message(db, patient, started - dt.timedelta(minutes=1))
 
     before = utcnow()
-    claimed, lease = sms_dispatch.claim(sessions, settings, worker="w", now=started, batch=50)
+    dispatcher = sms_dispatch.Dispatcher(sessions, gateway, settings, worker="w")
+    claimed, lease = dispatcher.claim(now=started, batch=50)
     after = utcnow()
 
     assert message.id in claimed
@@ -773,7 +778,7 @@ def test_an_expired_lease_is_reconciled_before_any_resend(
     message = add_message(db, patient, now - dt.timedelta(minutes=1))
     dying = DyingGateway(gateway, after_twilio_has_it=twilio_has_it)
     with pytest.raises(Killed):
-        sms_dispatch.dispatch(sessions, dying, settings, worker="doomed", now=now)
+        sms_dispatch.Dispatcher(sessions, dying, settings, worker="doomed").dispatch(now=now)
     row = reread(db, message)
     assert (row.status, row.claimed_by, row.body) == ("sending", "doomed", HELP_NL)
 

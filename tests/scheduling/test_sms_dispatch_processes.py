@@ -26,7 +26,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduling.sms_dispatch import dispatch
+from scheduling.sms_dispatch import Dispatcher
 from services.db import utcnow
 from services.models import SmsMessage
 from services.notifications.gateway import TwilioGateway
@@ -46,7 +46,7 @@ DISPATCHER = """
 import json, sys, time
 from sqlalchemy import func, or_, select
 from api import create_app
-from scheduling.sms_dispatch import dispatch
+from scheduling.sms_dispatch import Dispatcher
 from services.models import SmsMessage
 from services.notifications.gateway import TwilioGateway
 
@@ -60,7 +60,7 @@ unsettled = or_(
 )
 deadline = time.monotonic() + 180
 while time.monotonic() < deadline:
-    if not dispatch(sessions, gateway, app.config, worker=worker, batch=batch):
+    if not Dispatcher(sessions, gateway, app.config, worker=worker).dispatch(batch=batch):
         with sessions() as session:
             if not session.scalar(select(func.count()).select_from(SmsMessage).where(unsettled)):
                 sys.exit(0)
@@ -204,7 +204,9 @@ def test_a_dispatcher_sending_from_threads_sends_each_row_once(
     gateway = TwilioGateway.from_settings(settings)
     sessions = app.extensions["db"].sessions
 
-    sent = dispatch(sessions, gateway, settings, worker="threaded", batch=250, threads=10)
+    sent = Dispatcher(sessions, gateway, settings, worker="threaded").dispatch(
+        batch=250, threads=10
+    )
 
     assert sent == 200
     assert_each_sent_once(app, fake_twilio, texts, "threads")
@@ -221,7 +223,7 @@ def test_threads_sending_to_one_recipient_keep_to_the_daily_cap(
     gateway = TwilioGateway.from_settings(settings)
     sessions = app.extensions["db"].sessions
 
-    sent = dispatch(sessions, gateway, settings, worker="capped", batch=40, threads=20)
+    sent = Dispatcher(sessions, gateway, settings, worker="capped").dispatch(batch=40, threads=20)
 
     assert sent == 3
     assert len(fake_twilio.requests) == 3

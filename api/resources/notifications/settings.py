@@ -14,7 +14,8 @@ from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
 from services.notifications import preferences as sms_preferences
 from services.notifications import settings as sms_settings
-from services.notifications.content import ALLOWED_FROM, ALLOWED_UNTIL, LOCALES
+from services.notifications.content import LOCALES
+from services.notifications.sending_hours import ALLOWED_FROM, ALLOWED_UNTIL
 
 blp = Blueprint(
     "notification_settings",

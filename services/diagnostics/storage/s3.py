@@ -1,5 +1,6 @@
 """S3-compatible object storage (AWS S3, MinIO, Ceph...) behind the `Storage` protocol of
-`services/diagnostics/storage/__init__.py`, for deployments with several app instances or no durable disk.
+`services/diagnostics/storage/__init__.py`, for deployments with several app instances or
+no durable disk.
 
 Layout under the configured prefix:
 - `objects/<hex key>`: committed files;

@@ -634,13 +634,12 @@ def test_the_reset_code_reaches_the_phone_at_once_even_at_night(
     db.execute(update(SmsMessage).values(due_at=night, next_attempt_at=night))
     settings = {**app.config, **twilio_settings(fake_twilio)}
 
-    sent = sms_dispatch.dispatch(
+    sent = sms_dispatch.Dispatcher(
         joined_sessions(connection),
         TwilioGateway.from_settings(settings),
         settings,
         worker="test",
-        now=night.astimezone(dt.UTC),
-    )
+    ).dispatch(now=night.astimezone(dt.UTC))
 
     assert sent == 1
     (form,) = fake_twilio.requests

@@ -1,7 +1,8 @@
 """Uploaded files at rest, over HTTP on the local backend: sealed in the upload folder
 after a multipart and a resumable upload (and while one is staged), downloaded as the
 exact plaintext, and their data keys rotated without touching a file. The S3 backend's
-twins are in tests/api/diagnostics/test_uploads_s3.py; the format's own tests in tests/services/diagnostics/test_envelope.py."""
+twins are in tests/api/diagnostics/test_uploads_s3.py; the format's own tests in
+tests/services/diagnostics/test_envelope.py."""
 
 from __future__ import annotations
 

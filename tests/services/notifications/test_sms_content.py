@@ -10,18 +10,20 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.notifications.content import (
-    ALLOWED_FROM,
-    ALLOWED_UNTIL,
     GSM7_BASIC,
     GSM7_EXTENSION,
     LOCALES,
     TEMPLATES,
-    day_bounds,
     health_terms_in,
     is_gsm7,
-    next_allowed,
     render,
     segments,
+)
+from services.notifications.sending_hours import (
+    ALLOWED_FROM,
+    ALLOWED_UNTIL,
+    day_bounds,
+    next_allowed,
 )
 
 BRUSSELS = "Europe/Brussels"

@@ -31,6 +31,7 @@ from services.models import (
     VisitStatus,
 )
 from services.notifications import planning as sms_rules
+from services.notifications import sending
 from services.people import participants as people
 from services.visits import booking as visits
 from tests.concurrency import at_once, fresh_postgres_database
@@ -221,20 +222,20 @@ def test_planning_a_visit_twice_plans_nothing_more(db, world, d14):
 def test_a_visit_changed_after_planning_is_no_longer_relevant(db, world, d14, monkeypatch):
     visit = book(db, world, d14, at(MONDAY, "10:00"))
     day_before, morning = of_visit(db, d14)
-    assert sms_rules.still_relevant(db, day_before) is None
+    assert sending.still_relevant(db, day_before) is None
 
     visit.start_at = at(MONDAY, "11:00")  # moved without replanning
     db.flush()
-    assert sms_rules.still_relevant(db, morning) == "visit no longer scheduled at that time"
+    assert sending.still_relevant(db, morning) == "visit no longer scheduled at that time"
     visit.start_at, visit.status = at(MONDAY, "10:00"), VisitStatus.CANCELLED.value
     db.flush()
-    assert sms_rules.still_relevant(db, morning) == "visit no longer scheduled at that time"
+    assert sending.still_relevant(db, morning) == "visit no longer scheduled at that time"
     visit.status = VisitStatus.CONFIRMED.value
     db.flush()
-    assert sms_rules.still_relevant(db, morning) is None
+    assert sending.still_relevant(db, morning) is None
 
-    monkeypatch.setattr(sms_rules, "utcnow", lambda: at(MONDAY, "10:30"))
-    assert sms_rules.still_relevant(db, morning) == "visit time has passed"
+    monkeypatch.setattr(sending, "utcnow", lambda: at(MONDAY, "10:30"))
+    assert sending.still_relevant(db, morning) == "visit time has passed"
 
 
 def test_a_day_before_reminder_deferred_into_the_visit_day_is_not_sent(db, world, d14, monkeypatch):
@@ -243,10 +244,10 @@ def test_a_day_before_reminder_deferred_into_the_visit_day_is_not_sent(db, world
     book(db, world, d14, at(MONDAY, "10:00"))
     day_before, _ = of_visit(db, d14)
 
-    monkeypatch.setattr(sms_rules, "utcnow", lambda: at(MONDAY, "00:30") - dt.timedelta(hours=1))
-    assert sms_rules.still_relevant(db, day_before) is None
-    monkeypatch.setattr(sms_rules, "utcnow", lambda: at(MONDAY, "08:00"))
-    assert sms_rules.still_relevant(db, day_before) == "the day before the visit has passed"
+    monkeypatch.setattr(sending, "utcnow", lambda: at(MONDAY, "00:30") - dt.timedelta(hours=1))
+    assert sending.still_relevant(db, day_before) is None
+    monkeypatch.setattr(sending, "utcnow", lambda: at(MONDAY, "08:00"))
+    assert sending.still_relevant(db, day_before) == "the day before the visit has passed"
 
 
 def test_a_withdrawal_after_planning_stops_every_reminder_of_the_participant(db, world, d14):
@@ -255,12 +256,12 @@ def test_a_withdrawal_after_planning_stops_every_reminder_of_the_participant(db,
     rows = of_visit(db, d14)
     assert {(row.status, row.status_reason) for row in rows} == {("cancelled", "consent withdrawn")}
     # Still refused by the check at sending, should one have been claimed already.
-    assert [sms_rules.still_relevant(db, row) for row in rows] == ["participant withdrawn"] * 2
+    assert [sending.still_relevant(db, row) for row in rows] == ["participant withdrawn"] * 2
 
     world.patient_b.participant.contact_allowed = False
     db.flush()
     (activation,) = outbox(db, participant_id=world.patient_b.participant.id)
-    assert sms_rules.still_relevant(db, activation) == "participant does not wish to be contacted"
+    assert sending.still_relevant(db, activation) == "participant does not wish to be contacted"
 
 
 # --- activation codes --------------------------------------------------------------------
@@ -273,7 +274,7 @@ def test_creating_a_participant_plans_their_activation_code(db, world):
     assert params(row) == {"code": patient.activation_code}
     assert row.dedupe_key == f"activation:{patient.user.id}:{row.relevance['activation_code_id']}"
     assert row.due_at <= sms_rules.utcnow()
-    assert sms_rules.still_relevant(db, row) is None
+    assert sending.still_relevant(db, row) is None
 
     sms_rules.plan_activation_sms(db, patient.user, patient.activation_code)
     assert len(outbox(db, user_id=patient.user.id)) == 1
@@ -285,10 +286,10 @@ def test_a_reissued_code_is_sent_again_and_the_old_one_is_not(db, world):
     code = people.reissue_activation_code(db, actor, patient.participant.id)
     first, second = outbox(db, user_id=patient.user.id)
     assert params(second) == {"code": code} and first.dedupe_key != second.dedupe_key
-    assert sms_rules.still_relevant(db, first) == "activation code replaced by a newer one"
-    assert sms_rules.still_relevant(db, second) is None
+    assert sending.still_relevant(db, first) == "activation code replaced by a newer one"
+    assert sending.still_relevant(db, second) is None
     activate(db, code)
-    assert sms_rules.still_relevant(db, second) == "activation code already used"
+    assert sending.still_relevant(db, second) == "activation code already used"
 
 
 def test_no_activation_sms_without_a_phone_or_permission_or_for_staff(db, world):
@@ -395,16 +396,16 @@ def test_an_epro_reminder_follows_its_window_and_stops_once_answered_or_closed(
     assert (opened.due_at, opened.next_attempt_at) == (utc("2027-03-28T17:00"),) * 2
     assert (closing.due_at, params(closing)) == (utc("2027-03-28T18:00"), {"time": "22:00"})
 
-    monkeypatch.setattr(sms_rules, "utcnow", lambda: utc("2027-03-28T17:00"))
-    assert sms_rules.still_relevant(db, opened) is None
-    monkeypatch.setattr(sms_rules, "utcnow", lambda: utc("2027-03-28T20:00"))
-    assert sms_rules.still_relevant(db, closing) == "questionnaire window closed"
+    monkeypatch.setattr(sending, "utcnow", lambda: utc("2027-03-28T17:00"))
+    assert sending.still_relevant(db, opened) is None
+    monkeypatch.setattr(sending, "utcnow", lambda: utc("2027-03-28T20:00"))
+    assert sending.still_relevant(db, closing) == "questionnaire window closed"
     instance.status = InstanceStatus.COMPLETED.value
     db.flush()
-    assert sms_rules.still_relevant(db, closing) == "questionnaire answered"
+    assert sending.still_relevant(db, closing) == "questionnaire answered"
     instance.status = InstanceStatus.CANCELLED.value
     db.flush()
-    assert sms_rules.still_relevant(db, opened) == "questionnaire cancelled"
+    assert sending.still_relevant(db, opened) == "questionnaire cancelled"
 
 
 # --- the plan job: re-consent ------------------------------------------------------------
@@ -429,10 +430,10 @@ def test_reconsent_reminders_come_every_three_local_days_at_most_three_times(db,
         (f"reconsent:{pid}:3", utc("2027-04-01T08:00")),
     ]
     assert all(row.relevance == {"participant_id": str(pid)} for row in rows)
-    assert sms_rules.still_relevant(db, rows[2]) is None
+    assert sending.still_relevant(db, rows[2]) is None
     enrolled.participant.consent_state = ConsentState.COMPLETE.value
     db.flush()
-    assert sms_rules.still_relevant(db, rows[2]) == "re-consent no longer pending"
+    assert sending.still_relevant(db, rows[2]) == "re-consent no longer pending"
 
 
 def test_a_new_reconsent_episode_gets_its_own_reminders(db, world, enrolled):
@@ -476,7 +477,7 @@ def test_the_nurse_gets_tomorrows_list_at_18_00_local(db, world, d14):
     assert row.due_at == utc("2027-03-28T16:00")  # 18:00 summer time
     assert (row.template, params(row)) == ("nurse_next_day", {"count": 2, "first_time": "08:30"})
     assert (row.participant_id, row.study_id) == (None, world.study.id)
-    assert sms_rules.still_relevant(db, row) is None
+    assert sending.still_relevant(db, row) is None
 
     visits.transition(
         db,
@@ -491,7 +492,7 @@ def test_the_nurse_gets_tomorrows_list_at_18_00_local(db, world, d14):
 
     db.get(Visit, d14.id).status = VisitStatus.CANCELLED.value
     db.flush()
-    assert sms_rules.still_relevant(db, row) == "no visits that day any more"
+    assert sending.still_relevant(db, row) == "no visits that day any more"
 
 
 # --- no health data ----------------------------------------------------------------------
