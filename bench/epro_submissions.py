@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 
 from services.audit import chain as audit
 from services.db import make_engine, utcnow
+from services.epro import checks
 from services.epro import definitions as epro_definitions
 from services.models import AuditEvent, EproInstance, EproResponse
 from services.people import participants as people
@@ -167,7 +168,7 @@ def seed(app: Flask, participants: int, instances: int) -> tuple[list[str], list
             session,
             coordinator,
             trial.study.id,
-            epro_definitions.Content("HFDIARY", "1.0", nl("Hartfalen dagboek"), ITEMS, SCHEDULE),
+            checks.Content("HFDIARY", "1.0", nl("Hartfalen dagboek"), ITEMS, SCHEDULE),
         )
         questionnaire = epro_definitions.publish(session, coordinator, draft.id)
         enrolled = []

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from demo.seed import STUDY_CODE
+from services.epro import checks
 from services.epro import definitions as epro_definitions
 from services.models import Questionnaire, Study, User
 from services.people import participants as people
@@ -28,7 +29,7 @@ def _choices(*options: tuple[str, str, str, str, str]) -> list[dict[str, Any]]:
     return [{"value": value, "text": _texts(nl, fr, de, en)} for value, nl, fr, de, en in options]
 
 
-DIARY = epro_definitions.Content(
+DIARY = checks.Content(
     code="HF-DIARY",
     version="1.0",
     title=_texts("Dagelijks dagboek", "Journal quotidien", "Tägliches Tagebuch", "Daily diary"),
@@ -86,7 +87,7 @@ DIARY = epro_definitions.Content(
     },
 )
 
-QUALITY_OF_LIFE = epro_definitions.Content(
+QUALITY_OF_LIFE = checks.Content(
     code="QOL-BASELINE",
     version="1.0",
     title=_texts("Levenskwaliteit", "Qualité de vie", "Lebensqualität", "Quality of life"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.actor import Role
-from services.epro.definitions import BOUNDED_TYPES, CHOICE_TYPES, FIXED_BOUNDS, Item
+from services.epro.checks import BOUNDED_TYPES, CHOICE_TYPES, FIXED_BOUNDS, Item
 from services.models import EproResponse, Questionnaire, QuestionnaireStatus, ResponseStatus
 from services.people import disclosure
 

@@ -14,8 +14,8 @@ from api.fields import UtcDateTime
 from api.openapi import Blueprint, protected
 from api.resources.schemas import EntitySchema, With
 from services.db import utcnow
-from services.epro import definitions as epro_definitions
 from services.epro import plan as epro_plan
+from services.epro import rendering
 from services.models import User
 
 blp = Blueprint("epro_due", __name__, url_prefix="/api/v1", description="ePRO")
@@ -73,7 +73,7 @@ class MyDueQuestionnaires(MethodView):
             "instances": [
                 With(
                     due,
-                    {"title": epro_definitions.participant_title(due.questionnaire, user.locale)},
+                    {"title": rendering.participant_title(due.questionnaire, user.locale)},
                 )
                 for due in items
             ],

@@ -15,9 +15,10 @@ from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import DisclosedSchema
+from services.epro import checks, rendering
 from services.epro import definitions as epro_definitions
 from services.epro import fhir as epro_fhir
-from services.epro.definitions import Rendering
+from services.epro.rendering import Rendering
 from services.models import QuestionnaireStatus
 
 blp = Blueprint("questionnaires", __name__, url_prefix="/api/v1", description="ePRO")
@@ -190,7 +191,7 @@ class RenderedResults(QueryResults):
     """The list's page as renderings with every language's texts."""
 
     def __getitem__(self, window: slice) -> list[Rendering]:
-        return [epro_definitions.render(q, None) for q in super().__getitem__(window)]
+        return [rendering.render(q, None) for q in super().__getitem__(window)]
 
 
 @blp.route("/studies/<uuid:study_id>/questionnaires")
@@ -205,9 +206,9 @@ class StudyQuestionnaires(MethodView):
         as {language: text} maps.
         """
         questionnaire = epro_definitions.create_draft(
-            db_session(), current_actor(), study_id, epro_definitions.Content(**body)
+            db_session(), current_actor(), study_id, checks.Content(**body)
         )
-        return epro_definitions.render(questionnaire, None)
+        return rendering.render(questionnaire, None)
 
     @protected(blp, 403, 404)
     @blp.arguments(EproQuestionnaireQuerySchema, location="query")
@@ -247,9 +248,9 @@ class QuestionnaireItem(MethodView):
         Published and superseded versions are frozen (409): create a new version.
         """
         questionnaire = epro_definitions.replace_draft(
-            db_session(), current_actor(), questionnaire_id, epro_definitions.Content(**body)
+            db_session(), current_actor(), questionnaire_id, checks.Content(**body)
         )
-        return epro_definitions.render(questionnaire, None)
+        return rendering.render(questionnaire, None)
 
 
 @blp.route("/questionnaires/<uuid:questionnaire_id>/publish")
@@ -267,7 +268,7 @@ class QuestionnairePublication(MethodView):
         in every language of the study (422 naming the missing ones).
         """
         questionnaire = epro_definitions.publish(db_session(), current_actor(), questionnaire_id)
-        return epro_definitions.render(questionnaire, None)
+        return rendering.render(questionnaire, None)
 
 
 @blp.route("/questionnaires/<uuid:questionnaire_id>/fhir")
