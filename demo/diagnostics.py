@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from demo.seed import STUDY_CODE
 from services.actor import Actor
 from services.db import utcnow
-from services.diagnostics import readings, upload_keys, uploads
+from services.diagnostics import readings, thresholds, upload_keys, uploads
 from services.diagnostics.storage import Storage
 from services.diagnostics.zip_inspection import ZipLimits
 from services.models import Participant, ParticipantStatus, Reading, Study, Upload, User
@@ -25,9 +25,9 @@ COORDINATOR = "coordinator.brussels@demo.dct.example"
 PATIENT = "jan.janssens@demo.dct.example"
 CUFF = {"manufacturer": "Omron", "model": "M7 Intelli IT", "serial": "DEMO-0001"}
 THRESHOLDS = [
-    readings.Threshold("blood_pressure", "systolic", "mm[Hg]", 90, 160),
-    readings.Threshold("blood_pressure", "diastolic", "mm[Hg]", 50, 100),
-    readings.Threshold("spo2", "value", "%", 92, None),
+    thresholds.Threshold("blood_pressure", "systolic", "mm[Hg]", 90, 160),
+    thresholds.Threshold("blood_pressure", "diastolic", "mm[Hg]", 50, 100),
+    thresholds.Threshold("spo2", "value", "%", 92, None),
 ]
 # (days ago, systolic, diastolic): the last one is above the systolic threshold.
 PRESSURES = [(3, 132, 84), (2, 128, 80), (1, 171, 96)]
@@ -50,7 +50,7 @@ def seed(session: Session, storage: Storage) -> None:
         return
     study = session.scalars(select(Study).where(Study.code == STUDY_CODE)).one()
     _, coordinator = _actor(session, COORDINATOR)
-    readings.put_thresholds(session, coordinator, study.id, THRESHOLDS)
+    thresholds.put_thresholds(session, coordinator, study.id, THRESHOLDS)
     patient_user, patient = _actor(session, PATIENT)
     participant = session.scalars(
         select(Participant).where(Participant.user_id == patient_user.id)

@@ -1,5 +1,5 @@
 """Structured device readings: validation against physiological plausibility, offline-safe
-recording, alert thresholds per study, reads and the FHIR R4 Observation export.
+recording, alert thresholds per study and reads (the FHIR export: `readings_fhir`).
 
 A reading outside its plausibility range is a typing or device error, so it is refused
 (422) and nothing is stored; a plausible reading outside the study's alert thresholds
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,6 @@ from services.models import (
     Participant,
     Reading,
     ReadingThreshold,
-    Study,
     Visit,
 )
 from services.people.consent_gate import require_current_consent
@@ -85,21 +84,10 @@ class NewReading:
     visit_id: uuid.UUID | None = None
 
 
-@dataclass(frozen=True)
-class Threshold:
-    """A study's alert limits for one reading component, in one unit (either may be None)."""
-
-    type: str
-    component: str
-    unit: str
-    low: float | None
-    high: float | None
-
-
 # --- numbers and units -------------------------------------------------------------
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     """JSON numbers only: booleans are ints in Python, and NaN/Infinity parse from JSON."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
@@ -142,7 +130,7 @@ def _checked_unit(reading_type: str, unit: object) -> str:
 def _component_values(reading_type: str, value: object) -> dict[str, float]:
     """The value per component, as numbers (422 naming the field otherwise)."""
     if reading_type != BLOOD_PRESSURE:
-        if not _is_number(value):
+        if not is_number(value):
             raise Invalid("value", errors={"value": ["a finite number"]})
         return {"value": value}  # type: ignore[dict-item]
     if not isinstance(value, dict) or set(value) != set(PRESSURES):
@@ -150,7 +138,7 @@ def _component_values(reading_type: str, value: object) -> dict[str, float]:
             "value", errors={"value": ['blood pressure is {"systolic": n, "diastolic": n}']}
         )
     wrong = {
-        f"value.{name}": ["a finite number"] for name in PRESSURES if not _is_number(value[name])
+        f"value.{name}": ["a finite number"] for name in PRESSURES if not is_number(value[name])
     }
     if wrong:
         raise Invalid("value", errors=wrong)
@@ -193,105 +181,6 @@ def _check_time(measured_at: dt.datetime, now: dt.datetime) -> None:
 
 
 # --- thresholds ---------------------------------------------------------------------
-
-
-def _threshold_problems(threshold: Threshold) -> list[str]:
-    if threshold.type not in PLAUSIBLE:
-        return [f"type: one of {', '.join(READING_TYPES)}"]
-    problems = []
-    if threshold.component not in components(threshold.type):
-        problems.append(f"component: {' or '.join(components(threshold.type))}")
-    if threshold.unit not in PLAUSIBLE[threshold.type]:
-        problems.append(f"unit: {' or '.join(PLAUSIBLE[threshold.type])}")
-    low, high = threshold.low, threshold.high
-    for name, value in (("low", low), ("high", high)):
-        if value is not None and not _is_number(value):
-            problems.append(f"{name}: a finite number or null")
-    if low is None and high is None:
-        problems.append("give low, high or both")
-    elif not problems and low is not None and high is not None and low >= high:
-        problems.append("low: must be below high")
-    return problems
-
-
-def _validate_thresholds(thresholds: Sequence[Threshold]) -> None:
-    errors: dict[str, list[str]] = {}
-    seen: set[tuple[str, str]] = set()
-    for index, threshold in enumerate(thresholds):
-        problems = _threshold_problems(threshold)
-        key = (threshold.type, threshold.component)
-        if key in seen:
-            problems.append(f"{threshold.type} {threshold.component} is given twice")
-        seen.add(key)
-        if problems:
-            errors[f"thresholds.{index}"] = problems
-    if errors:
-        raise Invalid("invalid reading thresholds", errors=errors)
-
-
-def _threshold_snapshot(threshold: ReadingThreshold | Threshold) -> dict[str, Any]:
-    return {
-        "type": threshold.type,
-        "component": threshold.component,
-        "unit": threshold.unit,
-        "low": threshold.low,
-        "high": threshold.high,
-    }
-
-
-def _thresholds_of(session: Session, study_id: uuid.UUID) -> list[ReadingThreshold]:
-    return list(
-        session.scalars(
-            select(ReadingThreshold)
-            .where(ReadingThreshold.study_id == study_id)
-            .order_by(ReadingThreshold.type, ReadingThreshold.component)
-        )
-    )
-
-
-def get_thresholds(session: Session, actor: Actor, study_id: uuid.UUID) -> list[ReadingThreshold]:
-    """The study's coordinators and monitors read its alert thresholds."""
-    require_role(actor, Role.COORDINATOR, Role.MONITOR)
-    study = get_visible(session, visible_studies(actor), study_id, "study")
-    return _thresholds_of(session, study.id)
-
-
-def put_thresholds(
-    session: Session, actor: Actor, study_id: uuid.UUID, thresholds: Sequence[Threshold]
-) -> list[ReadingThreshold]:
-    """Replace the study's alert thresholds (a coordinator of the study). Readings
-    already stored keep the flags they were given when they arrived."""
-    require_role(actor, Role.COORDINATOR)
-    study = get_visible(session, visible_studies(actor), study_id, "study")
-    _validate_thresholds(thresholds)
-    # Concurrent replacements of one study's set queue here rather than collide on the keys.
-    session.execute(select(Study.id).where(Study.id == study.id).with_for_update())
-    before = [_threshold_snapshot(row) for row in _thresholds_of(session, study.id)]
-    session.execute(delete(ReadingThreshold).where(ReadingThreshold.study_id == study.id))
-    session.add_all(
-        ReadingThreshold(
-            study_id=study.id,
-            type=threshold.type,
-            component=threshold.component,
-            unit=threshold.unit,
-            low=threshold.low,
-            high=threshold.high,
-            updated_by=actor.user_id,
-        )
-        for threshold in thresholds
-    )
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        "study.reading_thresholds",
-        entity_type="study",
-        entity_id=study.id,
-        subject=audit.Subject(study_id=study.id),
-        before={"thresholds": before},
-        after={"thresholds": [_threshold_snapshot(t) for t in thresholds]},
-    )
-    return _thresholds_of(session, study.id)
 
 
 def _label(reading_type: str, component: str) -> str:
@@ -540,117 +429,3 @@ def subject_codes(session: Session, readings: Sequence[Reading]) -> dict[uuid.UU
             select(Participant.id, Participant.subject_code).where(Participant.id.in_(ids))
         ).all()
     )
-
-
-def fhir_observation(session: Session, actor: Actor, reading_id: uuid.UUID) -> dict[str, Any]:
-    """The reading as a FHIR R4 Observation, for whoever may read it."""
-    reading = get_reading(session, actor, reading_id)
-    return observation(reading, subject_codes(session, [reading])[reading.participant_id])
-
-
-# --- FHIR R4 Observation ------------------------------------------------------------
-
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-# LOINC per type, or per unit where the unit changes the property (glucose).
-_CODES: dict[str, tuple[str, str]] = {
-    BLOOD_PRESSURE: ("85354-9", "Blood pressure panel with all children optional"),
-    "systolic": ("8480-6", "Systolic blood pressure"),
-    "diastolic": ("8462-4", "Diastolic blood pressure"),
-    "heart_rate": ("8867-4", "Heart rate"),
-    "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
-    "mmol/L": ("15074-8", "Glucose [Moles/volume] in Blood"),
-    "mg/dL": ("2339-0", "Glucose [Mass/volume] in Blood"),
-    "weight": ("29463-7", "Body weight"),
-    "temperature": ("8310-5", "Body temperature"),
-    "fev1": ("20150-9", "FEV1"),
-}
-_UNIT_DISPLAY = {
-    "mm[Hg]": "mmHg",
-    "/min": "beats/minute",
-    "[lb_av]": "lb",
-    "Cel": "°C",
-    "[degF]": "°F",
-}
-_INTERPRETATIONS = {"above": ("H", "High"), "below": ("L", "Low")}
-
-
-def _concept(key: str) -> dict[str, Any]:
-    code, display = _CODES[key]
-    return {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display}
-
-
-def _quantity(value: float, unit: str) -> dict[str, Any]:
-    return {"value": value, "unit": _UNIT_DISPLAY.get(unit, unit), "system": UCUM, "code": unit}
-
-
-def _interpretation(directions: set[str]) -> list[dict[str, Any]]:
-    return [
-        {"coding": [{"system": INTERPRETATION, "code": code, "display": display}]}
-        for direction, (code, display) in _INTERPRETATIONS.items()
-        if direction in directions
-    ]
-
-
-def _directions(reading: Reading) -> dict[str, set[str]]:
-    """Per label, "above" and/or "below", read back from the reasons `_flags` wrote
-    ("systolic 182 mm[Hg] above 160": UCUM codes hold no spaces)."""
-    found: dict[str, set[str]] = {}
-    for reason in reading.flag_reasons:
-        label, _value, _unit, direction, *_limit = reason.split(" ")
-        found.setdefault(label, set()).add(direction)
-    return found
-
-
-def _device_display(device: Mapping[str, str]) -> str | None:
-    named = [device[name] for name in ("manufacturer", "model") if device.get(name)]
-    return " ".join(named) or None
-
-
-def observation(reading: Reading, subject_code: str) -> dict[str, Any]:
-    """The reading as a FHIR R4 vital-signs Observation: the subject by subject code,
-    never by name; blood pressure as the panel with its two components; `H`/`L` when
-    flagged against the study's thresholds."""
-    directions = _directions(reading)
-    resource: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": str(reading.id),
-        "status": "final",
-        "category": [
-            {"coding": [{"system": CATEGORY, "code": "vital-signs", "display": "Vital Signs"}]}
-        ],
-        "code": _concept(reading.unit if reading.type == "glucose" else reading.type),
-        "subject": {"identifier": {"value": subject_code}},
-        "effectiveDateTime": _fhir_time(reading.measured_at),
-        "issued": _fhir_time(reading.received_at),
-    }
-    if reading.client_id is not None:
-        resource["identifier"] = [
-            {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{reading.client_id}"}
-        ]
-    if reading.type == BLOOD_PRESSURE:
-        resource["component"] = [
-            _component(name, number, reading.unit, directions.get(name, set()))
-            for name, number in zip(PRESSURES, (reading.value, reading.value_2), strict=True)
-        ]
-    else:
-        resource["valueQuantity"] = _quantity(reading.value, reading.unit)
-    if reading.flagged:
-        resource["interpretation"] = _interpretation(set().union(*directions.values()))
-    device = _device_display(reading.device)
-    if device is not None:
-        resource["device"] = {"display": device}
-    return resource
-
-
-def _component(name: str, number: float | None, unit: str, directions: set[str]) -> dict[str, Any]:
-    component: dict[str, Any] = {"code": _concept(name), "valueQuantity": _quantity(number, unit)}  # type: ignore[arg-type]
-    if directions:
-        component["interpretation"] = _interpretation(directions)
-    return component
-
-
-def _fhir_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -20,7 +20,7 @@ from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import EntitySchema, With
 from services import validation
 from services.db import utcnow
-from services.diagnostics import readings
+from services.diagnostics import readings, readings_fhir, thresholds
 from services.epro import fhir as epro_fhir
 from services.models import READING_TYPES, Reading, ReadingThreshold
 
@@ -194,7 +194,7 @@ class ReadingFhir(MethodView):
     def get(self, reading_id: uuid.UUID) -> Response:
         """The reading as a FHIR R4 vital-signs Observation (LOINC code, UCUM quantity,
         `H`/`L` interpretation when flagged); subject by subject code, no names."""
-        resource = readings.fhir_observation(db_session(), current_actor(), reading_id)
+        resource = readings_fhir.fhir_observation(db_session(), current_actor(), reading_id)
         return Response(json.dumps(resource), mimetype=epro_fhir.MEDIA_TYPE)
 
 
@@ -208,14 +208,14 @@ class ReadingThresholds(MethodView):
         and component, `low` and/or `high` in one of the type's units. Readings are
         compared after conversion to the threshold's unit; readings already stored keep
         their flags."""
-        thresholds = [readings.Threshold(**entry) for entry in body]
-        return readings.put_thresholds(db_session(), current_actor(), study_id, thresholds)
+        wanted = [thresholds.Threshold(**entry) for entry in body]
+        return thresholds.put_thresholds(db_session(), current_actor(), study_id, wanted)
 
     @protected(blp, 403, 404)
     @blp.response(200, ReadingThresholdSchema(many=True))
     def get(self, study_id: uuid.UUID) -> list[ReadingThreshold]:
         """The study's alert thresholds (its coordinators and monitors)."""
-        return readings.get_thresholds(db_session(), current_actor(), study_id)
+        return thresholds.get_thresholds(db_session(), current_actor(), study_id)
 
 
 @blp.route("/studies/<uuid:study_id>/readings/flagged")
