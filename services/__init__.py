@@ -1,4 +1,4 @@
-"""The domain, framework-free: models, one module per capability, domain errors.
-
-Nothing here imports Flask, so the HTTP API, the CLI and the scheduler share it.
+"""The domain, framework-free: a small shared kernel (db, errors, actor, access, clock,
+validation, crypto, passwords, models) and one package per capability, each with its
+models. Nothing here imports Flask, so the HTTP API, the CLI and the scheduler share it.
 """

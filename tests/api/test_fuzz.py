@@ -36,6 +36,9 @@ from tests.factories.epro import make_instance, make_questionnaire
 from tests.factories.people import World, headers_for, user_of
 from tests.factories.visits import enrolled_with_visits
 
+# Several processes or racing threads: run by `make test`, skipped by `-m 'not slow'`.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("DCT_FUZZ_EXAMPLES", "3"))
 ROLES = ("patient", "nurse_a", "coordinator_a", "monitor", "admin")
 

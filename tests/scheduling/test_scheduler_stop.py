@@ -11,6 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from api.config import ROOT
@@ -18,6 +19,9 @@ from services.actor import Actor
 from services.audit import chain as audit
 from services.models import AuditSeal
 from tests.conftest import app_settings
+
+# Several processes or racing threads: run by `make test`, skipped by `-m 'not slow'`.
+pytestmark = pytest.mark.slow
 
 
 def test_sigterm_stops_the_scheduler_after_a_last_seal(make_app, tmp_path: Path):

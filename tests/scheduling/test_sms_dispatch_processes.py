@@ -37,6 +37,9 @@ from tests.factories.people import make_world
 from tests.fakes.twilio import FakeTwilio, twilio_settings
 from tests.scheduling.test_sms_dispatch import CONTACT, daytime_zone
 
+# Several processes or racing threads: run by `make test`, skipped by `-m 'not slow'`.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 1000
 AGAIN = "START to receive them again."

@@ -845,6 +845,7 @@ class HeldBody(io.RawIOBase):
         return self._data.readinto(memoryview(buffer)[: end - position])
 
 
+@pytest.mark.slow
 def test_a_patch_waits_for_the_one_streaming_and_then_finds_the_offset_moved(
     fresh_url: str, make_app, upload_dir: Path
 ):

@@ -27,6 +27,9 @@ from tests.factories.epro import ANSWERS, make_instance, make_questionnaire
 from tests.factories.people import headers_for, make_world
 from tests.factories.visits import enrolled_with_visits
 
+# Several processes or racing threads: run by `make test`, skipped by `-m 'not slow'`.
+pytestmark = pytest.mark.slow
+
 SENDERS = 20
 
 

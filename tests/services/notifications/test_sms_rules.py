@@ -532,6 +532,7 @@ def race_app(database_url: str, make_app: Callable[..., Flask]) -> Iterator[Flas
         yield make_app(DATABASE_URL=url)
 
 
+@pytest.mark.slow
 def test_two_planners_at_once_plan_each_key_once(race_app):
     engine = race_app.extensions["db"].engine
     with Session(engine, expire_on_commit=False) as db:

@@ -30,6 +30,9 @@ from tests.api.notifications.test_twilio_webhooks import (
 from tests.concurrency import at_once, fresh_postgres_database
 from tests.factories.people import make_world
 
+# Several processes or racing threads: run by `make test`, skipped by `-m 'not slow'`.
+pytestmark = pytest.mark.slow
+
 COPIES = 8
 
 

@@ -23,6 +23,9 @@ from tests.concurrency import at_once, fresh_postgres_database, while_first_hold
 from tests.factories.people import headers_for, make_participant, make_staff, make_world
 from tests.factories.visits import enrolled_with_visits, make_nurse_ready
 
+# Several processes or racing threads: run by `make test`, skipped by `-m 'not slow'`.
+pytestmark = pytest.mark.slow
+
 T = TypeVar("T")
 MONDAY_9 = dt.datetime(2026, 3, 16, 8, tzinfo=dt.UTC)  # 09:00 in Brussels, V1's window
 
