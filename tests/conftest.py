@@ -15,13 +15,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import create_app
@@ -162,3 +163,32 @@ def dialect(app: Flask) -> str:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# Statements the app sends inside a test's transaction for bookkeeping, not for data.
+_SAVEPOINT_WORDS = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+QueryCounter = Callable[[], AbstractContextManager[list[str]]]
+
+
+@pytest.fixture
+def count_queries(connection: Connection) -> QueryCounter:
+    """`with count_queries() as queries: client.get(...)`, then `len(queries)`: the SQL
+    statements run on the test's connection (the app's sessions join it), savepoints
+    left out. List endpoints pin theirs, so an N+1 shows as a count that grows with
+    the rows."""
+
+    @contextmanager
+    def counting() -> Iterator[list[str]]:
+        statements: list[str] = []
+
+        def note(_conn, _cursor, statement: str, *_args: object) -> None:
+            if not statement.lstrip().upper().startswith(_SAVEPOINT_WORDS):
+                statements.append(statement)
+
+        event.listen(connection, "before_cursor_execute", note)
+        try:
+            yield statements
+        finally:
+            event.remove(connection, "before_cursor_execute", note)
+
+    return counting

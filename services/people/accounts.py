@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, selectinload
 
 from services.access import get_visible, require_role, visible_users
 from services.actor import Actor, Role
@@ -245,3 +245,13 @@ def unlock(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) -> U
         reason=reason,
     )
     return user
+
+
+def listed_users(actor: Actor) -> Select[tuple[User]]:
+    """The accounts the caller manages, oldest first. The list shows every account's
+    sites and studies, so they are loaded in one query each, not one per account."""
+    return (
+        visible_users(actor)
+        .options(selectinload(User.sites), selectinload(User.studies))
+        .order_by(User.created_at, User.id)
+    )

@@ -11,11 +11,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select, update
+from sqlalchemy.orm import Session, selectinload
 
 from services import crypto
-from services.access import get_visible, require_role, visible_participants, visible_sites
+from services.access import (
+    get_visible,
+    require_role,
+    visible_participants,
+    visible_sites,
+    visible_studies,
+)
 from services.actor import Actor, Role
 from services.audit import chain as audit
 from services.db import utcnow
@@ -401,3 +407,19 @@ def profile_scope(session: Session, user: User) -> dict[str, Any]:
     if actor.participant_id and (participant := session.get(Participant, actor.participant_id)):
         scope.update(site_ids=[participant.site_id], study_ids=[participant.study_id])
     return scope
+
+
+def study_participants(
+    session: Session, actor: Actor, study_id: uuid.UUID
+) -> Select[tuple[Participant]]:
+    """The study's participants in the caller's scope, by subject code (monitors get
+    them pseudonymised by the disclosure rule). Their accounts (name, contact data)
+    are loaded in one query for the page, not one per participant."""
+    require_role(actor, *PARTICIPANT_LISTERS)
+    get_visible(session, visible_studies(actor), study_id, "study")
+    return (
+        visible_participants(actor)
+        .where(Participant.study_id == study_id)
+        .options(selectinload(Participant.user))
+        .order_by(Participant.subject_code)
+    )

@@ -16,7 +16,6 @@ from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import DisclosedSchema, With
 from services.access import (
     get_visible,
-    require_role,
     visible_participants,
     visible_studies,
 )
@@ -129,16 +128,8 @@ class StudyParticipants(MethodView):
     @blp.paginate(Page)
     def get(self, study_id: uuid.UUID) -> QueryResults:
         """Participants of the study in the caller's scope (monitors: pseudonymised)."""
-        actor = current_actor()
         session = db_session()
-        require_role(actor, *people.PARTICIPANT_LISTERS)
-        get_visible(session, visible_studies(actor), study_id, "study")
-        query = (
-            visible_participants(actor)
-            .where(Participant.study_id == study_id)
-            .order_by(Participant.subject_code)
-        )
-        return QueryResults(session, query)
+        return QueryResults(session, people.study_participants(session, current_actor(), study_id))
 
 
 @blp.route("/participants/<uuid:participant_id>")

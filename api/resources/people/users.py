@@ -16,7 +16,6 @@ from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import UpdateSchema, UserSchema, With
-from services.access import visible_users
 from services.actor import Role
 from services.models import User
 from services.people import accounts
@@ -122,8 +121,7 @@ class Users(MethodView):
     @blp.paginate(Page)
     def get(self) -> QueryResults:
         """Accounts the caller manages."""
-        query = visible_users(current_actor()).order_by(User.created_at, User.id)
-        return QueryResults(db_session(), query)
+        return QueryResults(db_session(), accounts.listed_users(current_actor()))
 
 
 @blp.route("/<uuid:user_id>")
