@@ -63,7 +63,10 @@ class Fields:
     is the study team's working record, left out for the participant. `answers` name
     lists of {"item", "value"} whose values are free text for the items the record
     names (`free_text_items`); `payloads` name objects (audit before/after) in which
-    any key of PAYLOAD_FREE_TEXT holds free text."""
+    any key of PAYLOAD_FREE_TEXT holds free text. `team_only_within` names (list, key)
+    pairs: that key of each item of the list is the team's too (a quiz's right answers).
+    `nurse_only` and `patient_only` split a record both read about one visit: the
+    nurse's day (who, where, what) and the patient's (who is coming)."""
 
     identifiers: frozenset[str] = frozenset()
     carers_only: frozenset[str] = frozenset()
@@ -71,9 +74,12 @@ class Fields:
     team_only: frozenset[str] = frozenset()
     answers: frozenset[str] = frozenset()
     payloads: frozenset[str] = frozenset()
+    team_only_within: frozenset[tuple[str, str]] = frozenset()
+    nurse_only: frozenset[str] = frozenset()
+    patient_only: frozenset[str] = frozenset()
 
 
-def _fields(**names: Collection[str]) -> Fields:
+def _fields(**names: Collection[Any]) -> Fields:
     return Fields(**{key: frozenset(value) for key, value in names.items()})
 
 
@@ -94,6 +100,11 @@ RESOURCES: Mapping[str, Fields] = {
         free_text=("notes", "cancel_reason", "deviation_reason", "check_in_location"),
         team_only=("nurse_id", "notes", "check_in_location", "deviation_reason"),
     ),
+    "my_visit": _fields(
+        nurse_only=("participant_id", "subject_code", "address", "phone", "procedures"),
+        patient_only=("nurse_name",),
+    ),
+    "consent_document": _fields(team_only_within=(("quiz", "answer"),)),
     "questionnaire": _fields(team_only=("created_by", "published_by")),
     "epro_response": _fields(free_text=("reason",), answers=("answers",)),
     "consent": _fields(free_text=("withdrawal_reason",)),
@@ -150,6 +161,16 @@ def _free_text_withheld(fields: Fields, key: str, value: Any, items: Collection[
     return value
 
 
+def _without_team_keys(data: dict[str, Any], pairs: Collection[tuple[str, str]]) -> dict[str, Any]:
+    for name, key in pairs:
+        if isinstance(data.get(name), list):
+            data[name] = [
+                {k: v for k, v in item.items() if k != key} if isinstance(item, Mapping) else item
+                for item in data[name]
+            ]
+    return data
+
+
 def disclose(
     actor: Actor,
     resource: str,
@@ -162,6 +183,11 @@ def disclose(
     fields = RESOURCES[resource]
     if actor.role == Role.PATIENT:
         data = {key: value for key, value in data.items() if key not in fields.team_only}
+        data = _without_team_keys(data, fields.team_only_within)
+    if actor.role != Role.NURSE:
+        data = {key: value for key, value in data.items() if key not in fields.nurse_only}
+    if actor.role != Role.PATIENT:
+        data = {key: value for key, value in data.items() if key not in fields.patient_only}
     if not sees_identity(actor):
         hidden = fields.identifiers | fields.carers_only
         data = {key: value for key, value in data.items() if key not in hidden}

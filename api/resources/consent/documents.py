@@ -14,7 +14,7 @@ from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.consent.schemas import ConsentRecordSchema
-from api.resources.schemas import EntitySchema
+from api.resources.schemas import DisclosedSchema
 from consent import documents, records
 from consent.models import ConsentDocument, DocumentStatus
 from services.access import get_visible, require_role, visible_studies
@@ -103,8 +103,10 @@ class ConsentDocumentQuerySchema(ma.Schema):
     status = ma.fields.String(validate=ma.validate.OneOf([s.value for s in DocumentStatus]))
 
 
-class ConsentDocumentSchema(EntitySchema):
+class ConsentDocumentSchema(DisclosedSchema):
     """Patients never receive the quiz answers."""
+
+    RESOURCE = "consent_document"
 
     id = ma.fields.UUID()
     study_id = ma.fields.UUID()
@@ -125,13 +127,6 @@ class ConsentDocumentSchema(EntitySchema):
     effective_from = ma.fields.Date(allow_none=True)
     requires_reconsent = ma.fields.Boolean()
     created_at = UtcDateTime()
-
-    @ma.post_dump
-    def _hide_answers(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        if current_actor().role == Role.PATIENT:
-            for item in data.get("quiz") or []:
-                item.pop("answer", None)
-        return data
 
 
 class MyConsentsSchema(ma.Schema):

@@ -15,9 +15,8 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, documents_errors, protected
-from api.resources.schemas import EntitySchema
+from api.resources.schemas import DisclosedSchema
 from api.resources.visits.visits import nurse_name_of
-from services.actor import Role
 from services.db import utcnow
 from services.models import Visit
 from services.visits import booking as visits
@@ -34,8 +33,6 @@ DEFAULT_SPAN = dt.timedelta(days=7)
 MAX_SPAN = dt.timedelta(days=62)
 # What each role reads of a visit in /me/visits: the nurse what the visit needs, the
 # patient who comes.
-NURSE_ONLY = ("participant_id", "subject_code", "address", "phone", "procedures")
-PATIENT_ONLY = ("nurse_name",)
 
 
 def _travel_buffer() -> dt.timedelta:
@@ -107,9 +104,11 @@ class MyVisitsQuerySchema(ma.Schema):
         return {"start": start, "end": end}
 
 
-class MyVisitSchema(EntitySchema):
+class MyVisitSchema(DisclosedSchema):
     """A nurse reads what the visit needs (no name, date of birth or notes); a patient
     reads when and who comes (the nurse's name only)."""
+
+    RESOURCE = "my_visit"
 
     id = ma.fields.UUID()
     code = ma.fields.String()
@@ -132,13 +131,6 @@ class MyVisitSchema(EntitySchema):
     nurse_name = ma.fields.Function(
         nurse_name_of, allow_none=True, metadata={"description": "patient only"}
     )
-
-    @ma.post_dump
-    def _for_role(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
-        hidden = PATIENT_ONLY if current_actor().role == Role.NURSE else NURSE_ONLY
-        for name in hidden:
-            data.pop(name, None)
-        return data
 
 
 @blp.route("/me/visits")
