@@ -174,7 +174,7 @@ def record(
     return event
 
 
-def visible_events(actor: Actor) -> Select[tuple[AuditEvent]]:
+def visible_events(actor: Actor) -> Select[AuditEvent]:
     """The audit events an actor may read: admin all, coordinators their sites,
     monitors their studies."""
     query = select(AuditEvent)

@@ -179,7 +179,7 @@ def create(
     return transfer
 
 
-def _creators(actor: Actor) -> Select[tuple[TusTransfer]]:
+def _creators(actor: Actor) -> Select[TusTransfer]:
     require_role(actor, Role.PATIENT, Role.NURSE)
     return select(TusTransfer).where(TusTransfer.created_by == actor.user_id)
 

@@ -100,7 +100,7 @@ class Limits:
         return self.by_kind.get(kind, self.default)
 
 
-def visible_uploads(actor: Actor) -> Select[tuple[Upload]]:
+def visible_uploads(actor: Actor) -> Select[Upload]:
     """Uploads of the participants the actor sees; admins see none (participant data)."""
     if actor.role == Role.ADMIN:
         return select(Upload).where(false())

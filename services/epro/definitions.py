@@ -137,7 +137,7 @@ def _unique_version(session: Session, content: Content) -> Iterator[None]:
         ) from exc
 
 
-def visible_questionnaires(actor: Actor) -> Select[tuple[Questionnaire]]:
+def visible_questionnaires(actor: Actor) -> Select[Questionnaire]:
     """Staff see their studies' versions; a patient never a draft."""
     return visible_study_versions(actor, Questionnaire, QuestionnaireStatus.DRAFT.value)
 
@@ -235,7 +235,7 @@ def study_questionnaires(
     study_id: uuid.UUID,
     code: str | None = None,
     status: str | None = None,
-) -> Select[tuple[Questionnaire]]:
+) -> Select[Questionnaire]:
     """Every version of the study's questionnaires, by code then newest first."""
     require_role(actor, Role.ADMIN, Role.COORDINATOR, Role.NURSE, Role.MONITOR)
     study = get_visible(session, visible_studies(actor), study_id, "study")

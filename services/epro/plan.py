@@ -236,7 +236,7 @@ def plan_published(session: Session, actor: Actor, questionnaire: Questionnaire)
 
 
 def _covered_occasions(
-    session: Session, older: Select[tuple[uuid.UUID]], rows: list[dict]
+    session: Session, older: Select[uuid.UUID], rows: list[dict]
 ) -> set[tuple[uuid.UUID, str]]:
     """(participant, slot) of the planned rows that an older version of the code still
     covers with an instance that was not cancelled: open, answered, or missed."""

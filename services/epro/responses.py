@@ -94,7 +94,7 @@ def _visible_participant_ids(actor: Actor) -> Select[Any]:
     return visible_participants(actor).with_only_columns(Participant.id)
 
 
-def visible_instances(actor: Actor) -> Select[tuple[EproInstance]]:
+def visible_instances(actor: Actor) -> Select[EproInstance]:
     """Patients their own instances; nurses those of their visits' participants; staff
     their scope."""
     return select(EproInstance).where(
@@ -102,7 +102,7 @@ def visible_instances(actor: Actor) -> Select[tuple[EproInstance]]:
     )
 
 
-def visible_responses(actor: Actor) -> Select[tuple[EproResponse]]:
+def visible_responses(actor: Actor) -> Select[EproResponse]:
     return select(EproResponse).where(
         EproResponse.participant_id.in_(_visible_participant_ids(actor))
     )
@@ -442,7 +442,7 @@ def _correction_of(
 
 def participant_responses(
     session: Session, actor: Actor, participant_id: uuid.UUID
-) -> Select[tuple[EproResponse]]:
+) -> Select[EproResponse]:
     """Every version, newest first (a correction comes before what it corrects)."""
     require_role(actor, *READERS)
     participant = get_visible(session, visible_participants(actor), participant_id, "participant")
