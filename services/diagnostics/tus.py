@@ -81,7 +81,7 @@ class _HashOnly:
     """The `Staged` of a writer that only hashes and counts: tus bytes reach the storage
     through `Storage.append` and are promoted from the staging area."""
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | bytearray) -> None:
         pass
 
     def commit(self) -> str:
