@@ -114,7 +114,7 @@ def convert(value: float, unit: str, to_unit: str) -> float:
 def _checked_type(reading_type: object) -> str:
     if reading_type not in PLAUSIBLE:
         raise Invalid("unknown type", errors={"type": [f"one of {', '.join(READING_TYPES)}"]})
-    return reading_type  # type: ignore[return-value]
+    return reading_type
 
 
 def _checked_unit(reading_type: str, unit: object) -> str:
@@ -124,7 +124,7 @@ def _checked_unit(reading_type: str, unit: object) -> str:
             f"unit {unit!r} is not allowed for {reading_type}: use {allowed} (UCUM codes)",
             errors={"unit": [f"for {reading_type} use {allowed}"]},
         )
-    return unit  # type: ignore[return-value]
+    return unit
 
 
 def _component_values(reading_type: str, value: object) -> dict[str, float]:
