@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from services import passwords
 from services.actor import Actor, Role
 from services.audit import chain as audit
-from services.db import utcnow
+from services.db import affected_rows, utcnow
 from services.errors import Invalid, TooManyAttempts, Unauthenticated
 from services.models import ActivationCode, AuthSession, Participant, RefreshToken, User
 from services.people import credentials, lockout
@@ -168,11 +168,13 @@ def refresh(session: Session, actor: Actor, policy: AuthPolicy, jti: uuid.UUID) 
     user = session.get(User, auth_session.user_id) if auth_session else None
     if auth_session is None or user is None or auth_session.revoked_at or not user.is_active:
         raise Unauthenticated("this session has ended; log in again")
-    claimed = session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.jti == jti, RefreshToken.used_at.is_(None))
-        .values(used_at=utcnow())
-    ).rowcount
+    claimed = affected_rows(
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.jti == jti, RefreshToken.used_at.is_(None))
+            .values(used_at=utcnow())
+        )
+    )
     if claimed != 1:
         _revoke(session, actor, auth_session, user, "refresh_reuse")
         raise Unauthenticated(
@@ -209,11 +211,13 @@ def revoke_all_sessions(session: Session, actor: Actor, user: User, reason: str)
     access tokens carry their session id, so they stop working with it. Audited once,
     as an act of whoever caused it."""
     now = utcnow()
-    ended = session.execute(
-        update(AuthSession)
-        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-    ).rowcount
+    ended = affected_rows(
+        session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+    )
     record_account_event(
         session, actor, user, "auth.sessions_revoked", after={"sessions": ended, "reason": reason}
     )
@@ -252,16 +256,18 @@ def activate(
             "this account is activated already: its holder resets a forgotten password "
             "with POST /api/v1/auth/password-reset"
         )
-    claimed = session.execute(
-        update(ActivationCode)
-        .where(
-            ActivationCode.id == record.id,
-            ActivationCode.used_at.is_(None),
-            ActivationCode.revoked_at.is_(None),
-            ActivationCode.expires_at > now,
+    claimed = affected_rows(
+        session.execute(
+            update(ActivationCode)
+            .where(
+                ActivationCode.id == record.id,
+                ActivationCode.used_at.is_(None),
+                ActivationCode.revoked_at.is_(None),
+                ActivationCode.expires_at > now,
+            )
+            .values(used_at=now)
         )
-        .values(used_at=now)
-    ).rowcount
+    )
     if claimed != 1:
         raise Unauthenticated("this activation code was already used")
     credentials.set_password(

@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from services import crypto
 from services.actor import Actor
 from services.audit import chain as audit
-from services.db import utcnow
+from services.db import affected_rows, utcnow
 from services.models import LoginLockout, User
 
 UNKNOWN_ADDRESS = "unknown"
@@ -156,9 +156,11 @@ def clear_all(session: Session, user: User) -> None:
 
 def purge_stale(session: Session, now: dt.datetime, older_than: dt.timedelta) -> int:
     """Counts untouched for long and no longer locking anything can go."""
-    return session.execute(
-        delete(LoginLockout).where(
-            LoginLockout.updated_at < now - older_than,
-            or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until < now),
+    return affected_rows(
+        session.execute(
+            delete(LoginLockout).where(
+                LoginLockout.updated_at < now - older_than,
+                or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until < now),
+            )
         )
-    ).rowcount
+    )

@@ -19,7 +19,7 @@ from services import passwords
 from services.access import get_visible, require_role, visible_participants, visible_users
 from services.actor import Actor, Role
 from services.audit import chain as audit
-from services.db import utcnow
+from services.db import affected_rows, utcnow
 from services.errors import Conflict, Unauthenticated
 from services.models import EmailMessage, Participant, PasswordResetCode, User
 from services.notifications import planning as sms_rules
@@ -248,16 +248,18 @@ def confirm_reset(
     )
     # Claimed first: a refusal here keeps its changes (Unauthenticated), so nothing
     # may have been set yet; a weak password (Invalid) rolls the claim back.
-    claimed = session.execute(
-        update(PasswordResetCode)
-        .where(
-            PasswordResetCode.id == row.id,
-            PasswordResetCode.used_at.is_(None),
-            PasswordResetCode.revoked_at.is_(None),
-            PasswordResetCode.expires_at > now,
+    claimed = affected_rows(
+        session.execute(
+            update(PasswordResetCode)
+            .where(
+                PasswordResetCode.id == row.id,
+                PasswordResetCode.used_at.is_(None),
+                PasswordResetCode.revoked_at.is_(None),
+                PasswordResetCode.expires_at > now,
+            )
+            .values(used_at=now)
         )
-        .values(used_at=now)
-    ).rowcount
+    )
     if claimed != 1:
         raise Unauthenticated(BAD_CODE)
     credentials.set_password(session, user, password, origin, hold=policy.signature_hold, now=now)
