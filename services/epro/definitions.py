@@ -165,7 +165,7 @@ def replace_draft(
         session, visible_questionnaires(actor), questionnaire_id, "questionnaire"
     )
     _require_draft(session, questionnaire)
-    checked = validated(session, session.get(Study, questionnaire.study_id), content)
+    checked = validated(session, session.get_one(Study, questionnaire.study_id), content)
     before = _full_state(questionnaire)
     with _unique_version(session, checked):
         for name, value in asdict(checked).items():
@@ -203,7 +203,7 @@ def publish(session: Session, actor: Actor, questionnaire_id: uuid.UUID) -> Ques
     session.refresh(questionnaire)
     _require_draft(session, questionnaire)
     # The study's languages or visits may have changed since the draft was saved.
-    study = session.get(Study, questionnaire.study_id)
+    study = session.get_one(Study, questionnaire.study_id)
     validated(session, study, _content_of(questionnaire))
     _require_every_language(study, questionnaire)
     previous = session.scalars(

@@ -288,7 +288,7 @@ def follow_visit(session: Session, actor: Actor, visit: Visit) -> None:
     ).all()
     if not instances:
         return
-    participant = session.get(Participant, visit.participant_id)
+    participant = session.get_one(Participant, visit.participant_id)
     zone = ZoneInfo(participant.user.timezone)
     cancelled = []
     for instance in instances:
@@ -298,7 +298,7 @@ def follow_visit(session: Session, actor: Actor, visit: Visit) -> None:
             instance.cancel_reason = "visit cancelled"
             cancelled.append(instance.id)
         else:
-            questionnaire = session.get(Questionnaire, instance.questionnaire_id)
+            questionnaire = session.get_one(Questionnaire, instance.questionnaire_id)
             offset = dt.timedelta(days=questionnaire.schedule.get("offset_days", 0))
             instance.local_date = _visit_day(visit, zone) + offset
             instance.opens_at, instance.closes_at = window(
@@ -349,7 +349,7 @@ def close_windows(
     for instance_id, participant_id in missed:
         by_participant.setdefault(participant_id, []).append(str(instance_id))
     for participant_id, instance_ids in by_participant.items():
-        participant = session.get(Participant, participant_id)
+        participant = session.get_one(Participant, participant_id)
         audit.record(
             session,
             actor,

@@ -56,7 +56,7 @@ def _staff_language(session: Session, questionnaire: Questionnaire, locale: str 
     available = languages_of(questionnaire)
     if locale in available:
         return locale
-    study = session.get(Study, questionnaire.study_id)
+    study = session.get_one(Study, questionnaire.study_id)
     return next((lang for lang in study.languages if lang in available), available[0])
 
 

@@ -21,6 +21,7 @@ from services.db import affected_rows, utcnow
 from services.errors import Invalid, TooManyAttempts, Unauthenticated
 from services.models import ActivationCode, AuthSession, Participant, RefreshToken, User
 from services.people import credentials, lockout
+from services.people.lockout import LockoutPolicy
 from services.people.participants import email_index, phone_index
 
 BAD_CREDENTIALS = "email, phone or password is wrong"
@@ -41,7 +42,7 @@ class AuthPolicy:
     email_delivery: bool = False
 
     @property
-    def lockouts(self) -> lockout.LockoutPolicy:
+    def lockouts(self) -> LockoutPolicy:  # `lockout` here is the field above
         return lockout.LockoutPolicy(self.max_failed_logins, self.lockout, self.alert_ceiling)
 
 
@@ -187,7 +188,7 @@ def logout(session: Session, actor: Actor, session_id: uuid.UUID) -> None:
     auth_session = session.get(AuthSession, session_id)
     if auth_session is None or auth_session.revoked_at:
         return
-    user = session.get(User, auth_session.user_id)
+    user = session.get_one(User, auth_session.user_id)
     _revoke(session, actor, auth_session, user, "logout")
 
 
@@ -305,7 +306,7 @@ def reauthenticate(
     password). Failures count towards the log-in lockout of the same address, so a
     stolen token cannot be used to guess the password here instead. The holder is
     logged in already, so a lock is said plainly (429), not hidden."""
-    user = session.get(User, actor.user_id)
+    user = session.get_one(User, actor.user_id)
     now = utcnow()
     until = lockout.locked_until(session, user, address, now)
     if until:

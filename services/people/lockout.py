@@ -135,7 +135,10 @@ def _locked_row(session: Session, user: User, key: str, now: dt.datetime) -> Log
         .values(user_id=user.id, client_key=key, failures=0, updated_at=now)
         .on_conflict_do_nothing()
     )
-    return session.get(LoginLockout, (user.id, key), with_for_update=True, populate_existing=True)
+    # Inserted above when absent, in this transaction: the row is there.
+    return session.get_one(
+        LoginLockout, (user.id, key), with_for_update=True, populate_existing=True
+    )
 
 
 def clear_address(session: Session, user: User, address: str | None) -> None:

@@ -238,7 +238,7 @@ def confirm_reset(
     ).first()
     if row is None or row.used_at or row.revoked_at or row.expires_at <= now:
         raise Unauthenticated(BAD_CODE)
-    user = session.get(User, row.user_id)
+    user = session.get_one(User, row.user_id)
     if not user.is_active:
         raise Unauthenticated(BAD_CODE)
     origin = (
