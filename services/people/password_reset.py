@@ -119,11 +119,11 @@ def _issue(
 
 def _codes_last_hour(session: Session, user: User) -> int:
     since = utcnow() - dt.timedelta(hours=1)
-    return session.scalar(
+    return session.execute(
         select(func.count())
         .select_from(PasswordResetCode)
         .where(PasswordResetCode.user_id == user.id, PasswordResetCode.created_at >= since)
-    )
+    ).scalar_one()  # COUNT(*) always yields its one row
 
 
 def request_reset(
