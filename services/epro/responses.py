@@ -15,7 +15,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
@@ -401,11 +401,12 @@ def correct(
 
 
 def _latest_version(session: Session, instance_id: uuid.UUID) -> EproResponse:
-    return session.scalars(
+    latest = session.scalars(
         select(EproResponse)
         .where(EproResponse.instance_id == instance_id)
         .order_by(EproResponse.version.desc())
-    ).first()  # type: ignore[return-value] - the corrected response exists
+    ).first()
+    return cast(EproResponse, latest)  # the corrected response exists: at least one version
 
 
 def _answer_values(answers: list[dict[str, Any]]) -> dict[str, Any]:
