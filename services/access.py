@@ -5,10 +5,10 @@ may see. Every read and write starts from these, so a foreign id is simply absen
 from __future__ import annotations
 
 import uuid
-from typing import TypeVar
+from typing import Protocol, TypeVar, cast
 
 from sqlalchemy import Select, false, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from services.actor import Actor, Role
 from services.errors import Forbidden, NotFound
@@ -17,7 +17,15 @@ from services.models import Participant, Site, Study, User, Visit, user_sites
 T = TypeVar("T")
 
 
-def visible_studies(actor: Actor) -> Select[tuple[Study]]:
+class _VersionColumns(Protocol):
+    """What visible_study_versions reads of a versioned document's model class: its
+    mapped study and status columns."""
+
+    study_id: InstrumentedAttribute[uuid.UUID]
+    status: InstrumentedAttribute[str]
+
+
+def visible_studies(actor: Actor) -> Select[Study]:
     query = select(Study)
     if actor.role == Role.ADMIN:
         return query
@@ -26,7 +34,7 @@ def visible_studies(actor: Actor) -> Select[tuple[Study]]:
     raise Forbidden("studies are listed for staff only")
 
 
-def visible_sites(actor: Actor) -> Select[tuple[Site]]:
+def visible_sites(actor: Actor) -> Select[Site]:
     query = select(Site)
     if actor.role == Role.ADMIN:
         return query
@@ -37,7 +45,7 @@ def visible_sites(actor: Actor) -> Select[tuple[Site]]:
     raise Forbidden("sites are listed for staff only")
 
 
-def visible_participants(actor: Actor) -> Select[tuple[Participant]]:
+def visible_participants(actor: Actor) -> Select[Participant]:
     """Admins and monitors see every participant of their scope, pseudonymised (what
     each role reads of a record is services.people.disclosure's rule); coordinators their
     sites; patients themselves; nurses the participants of visits assigned to them."""
@@ -56,7 +64,7 @@ def visible_participants(actor: Actor) -> Select[tuple[Participant]]:
     return query.where(false())
 
 
-def visible_users(actor: Actor) -> Select[tuple[User]]:
+def visible_users(actor: Actor) -> Select[User]:
     """Admins manage every staff account; coordinators the nurses of their sites.
     Patients' accounts are reached through their participant record, which admins
     read pseudonymised, so they are not listed here with their identifiers."""
@@ -69,15 +77,18 @@ def visible_users(actor: Actor) -> Select[tuple[User]]:
     raise Forbidden("only admins and coordinators manage accounts")
 
 
-def visible_study_versions(actor: Actor, model: type[T], draft: str) -> Select[tuple[T]]:
+def visible_study_versions(actor: Actor, model: type[T], draft: str) -> Select[T]:
     """Versioned study documents (consent texts, questionnaires): staff see those of
     their studies; a patient those of their own study past `draft`, since what they
     signed or answered stays readable after a newer version replaces it."""
     query = select(model)
+    # Every versioned document model maps study_id and status; a TypeVar bound cannot say
+    # so, since a model instance's attributes are plain values, not columns.
+    columns = cast(_VersionColumns, model)
     if actor.role == Role.PATIENT:
         own_study = select(Participant.study_id).where(Participant.id == actor.participant_id)
-        return query.where(model.study_id.in_(own_study), model.status != draft)
-    return query.where(model.study_id.in_(visible_studies(actor).with_only_columns(Study.id)))
+        return query.where(columns.study_id.in_(own_study), columns.status != draft)
+    return query.where(columns.study_id.in_(visible_studies(actor).with_only_columns(Study.id)))
 
 
 def require_role(actor: Actor, *roles: Role) -> None:
@@ -86,7 +97,7 @@ def require_role(actor: Actor, *roles: Role) -> None:
         raise Forbidden(f"this action is for {allowed} only")
 
 
-def get_visible(session: Session, query: Select[tuple[T]], entity_id: uuid.UUID, what: str) -> T:
+def get_visible(session: Session, query: Select[T], entity_id: uuid.UUID, what: str) -> T:
     entity = session.scalars(
         query.where(query.column_descriptions[0]["entity"].id == entity_id)
     ).first()

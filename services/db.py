@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from sqlalchemy import (
     JSON,
+    CursorResult,
     DateTime,
     Engine,
     MetaData,
+    Result,
     String,
     TypeDecorator,
     Uuid,
@@ -18,7 +20,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -101,8 +103,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def make_session_factory(engine: Engine) -> sessionmaker:
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def affected_rows(result: Result[*tuple[Any, ...]]) -> int:
+    """How many rows an UPDATE or DELETE matched. `Session.execute` is typed to return
+    a plain `Result`; for such statements it is a `CursorResult`, which has the count."""
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
 
 
 def empty_database(url: str) -> None:

@@ -174,7 +174,7 @@ def record(
     return event
 
 
-def visible_events(actor: Actor) -> Select[tuple[AuditEvent]]:
+def visible_events(actor: Actor) -> Select[AuditEvent]:
     """The audit events an actor may read: admin all, coordinators their sites,
     monitors their studies."""
     query = select(AuditEvent)
@@ -331,15 +331,13 @@ def _events_in_chain_order(
 ) -> Iterator[tuple[AuditEvent, dict[str, Any]]]:
     """Events with their encrypted columns as stored (`SEALED_COLUMNS`), for the caller
     to open."""
-    raw = [
-        type_coerce(AuditEvent.reason, Text).label("reason"),
-        # Cast to text in SQL (drivers parse JSON columns themselves): a value that is
-        # not even JSON must reach `_opened`, to be reported as a break.
-        cast(AuditEvent.before, Text).label("before"),
-        cast(AuditEvent.after, Text).label("after"),
-    ]
+    raw_reason = type_coerce(AuditEvent.reason, Text).label("reason")
+    # Cast to text in SQL (drivers parse JSON columns themselves): a value that is
+    # not even JSON must reach `_opened`, to be reported as a break.
+    raw_before = cast(AuditEvent.before, Text).label("before")
+    raw_after = cast(AuditEvent.after, Text).label("after")
     query = (
-        select(AuditEvent, *raw)
+        select(AuditEvent, raw_reason, raw_before, raw_after)
         .options(*(defer(getattr(AuditEvent, name)) for name in SEALED_COLUMNS))
         .order_by(AuditEvent.chain, AuditEvent.seq)
     )

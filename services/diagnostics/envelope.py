@@ -97,7 +97,7 @@ class _Sealer:
     def _is_final(self, size: int) -> bool:
         return self._length is not None and self._index * CHUNK + size == self._length
 
-    def feed(self, data: bytes) -> list[bytearray]:
+    def feed(self, data: bytes | bytearray) -> list[bytearray]:
         """The records `data` completes. Whole chunks are sealed straight from `data`;
         only a chunk's start or end waits in the buffer."""
         spare = 0 if self._length is not None else 1  # hold back a chunk that may be last
@@ -130,7 +130,7 @@ class _Sealer:
 
 
 def _open(
-    aead: AESGCM, header: bytes, index: int, record: bytes | memoryview, final: bool
+    aead: AESGCM, header: bytes, index: int, record: bytes | bytearray | memoryview, final: bool
 ) -> bytes:
     try:
         return aead.decrypt(record[:NONCE], record[NONCE:], _aad(header, index, final))
@@ -211,7 +211,7 @@ class SealedStaged:
         self._on_commit = on_commit
         raw.write(HEADER)
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | bytearray) -> None:
         for piece in self._sealer.feed(chunk):
             self._raw.write(piece)
 
@@ -277,7 +277,9 @@ class SealedStaging:
         )
         return plaintext[:size]
 
-    def append(self, transfer_id: uuid.UUID, offset: int, chunks: Iterable[bytes]) -> int:
+    def append(
+        self, transfer_id: uuid.UUID, offset: int, chunks: Iterable[bytes | bytearray]
+    ) -> int:
         """`Storage.append`, sealed: what arrived before a failure is kept (its tail
         sealed), and appending nothing cuts the staging back to `offset`."""
         if offset > self.staged_size(transfer_id):
@@ -291,7 +293,7 @@ class SealedStaging:
         )
         received = 0
 
-        def sealed() -> Iterator[bytes]:
+        def sealed() -> Iterator[bytes | bytearray]:
             nonlocal received
             try:
                 for chunk in chunks:
@@ -304,7 +306,7 @@ class SealedStaging:
                 raise
             yield from sealer.close()
 
-        def records() -> Iterator[bytes]:
+        def records() -> Iterator[bytes | bytearray]:
             """The header goes with the first record: a cut back to 0 leaves nothing."""
             headed = offset > 0
             for piece in sealed():

@@ -114,7 +114,7 @@ def convert(value: float, unit: str, to_unit: str) -> float:
 def _checked_type(reading_type: object) -> str:
     if reading_type not in PLAUSIBLE:
         raise Invalid("unknown type", errors={"type": [f"one of {', '.join(READING_TYPES)}"]})
-    return reading_type  # type: ignore[return-value]
+    return reading_type
 
 
 def _checked_unit(reading_type: str, unit: object) -> str:
@@ -124,7 +124,7 @@ def _checked_unit(reading_type: str, unit: object) -> str:
             f"unit {unit!r} is not allowed for {reading_type}: use {allowed} (UCUM codes)",
             errors={"unit": [f"for {reading_type} use {allowed}"]},
         )
-    return unit  # type: ignore[return-value]
+    return unit
 
 
 def _component_values(reading_type: str, value: object) -> dict[str, float]:
@@ -372,7 +372,7 @@ class Filters:
     end: dt.datetime | None = None
 
 
-def visible_readings(actor: Actor) -> Select[tuple[Reading]]:
+def visible_readings(actor: Actor) -> Select[Reading]:
     """Patients their own; nurses those of their visits' participants; coordinators
     their sites'; monitors their studies' (ids only, no names anyway)."""
     require_role(actor, *READERS)
@@ -380,13 +380,13 @@ def visible_readings(actor: Actor) -> Select[tuple[Reading]]:
     return select(Reading).where(Reading.participant_id.in_(participants))
 
 
-def _newest_first(query: Select[tuple[Reading]]) -> Select[tuple[Reading]]:
+def _newest_first(query: Select[Reading]) -> Select[Reading]:
     return query.order_by(Reading.measured_at.desc(), Reading.id)
 
 
 def participant_readings(
     session: Session, actor: Actor, participant_id: uuid.UUID, filters: Filters
-) -> Select[tuple[Reading]]:
+) -> Select[Reading]:
     """The participant's readings, newest measurement first, filtered."""
     query = visible_readings(actor)
     participant = get_visible(session, visible_participants(actor), participant_id, "participant")
@@ -406,7 +406,7 @@ def get_reading(session: Session, actor: Actor, reading_id: uuid.UUID) -> Readin
     return get_visible(session, visible_readings(actor), reading_id, "reading")
 
 
-def flagged_readings(session: Session, actor: Actor, study_id: uuid.UUID) -> Select[tuple[Reading]]:
+def flagged_readings(session: Session, actor: Actor, study_id: uuid.UUID) -> Select[Reading]:
     """The coordinator's alert list: their sites' flagged readings of the study."""
     require_role(actor, Role.COORDINATOR)
     study = get_visible(session, visible_studies(actor), study_id, "study")

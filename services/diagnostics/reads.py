@@ -147,7 +147,7 @@ def get_upload(session: Session, actor: Actor, upload_id: uuid.UUID) -> Upload:
 
 def participant_uploads(
     session: Session, actor: Actor, participant_id: uuid.UUID, kind: str | None = None
-) -> Select[tuple[Upload]]:
+) -> Select[Upload]:
     """A participant's uploads, newest first (a replacement before what it replaces)."""
     require_role(actor, *READERS)
     participant = get_visible(session, visible_participants(actor), participant_id, "participant")

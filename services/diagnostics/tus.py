@@ -81,7 +81,7 @@ class _HashOnly:
     """The `Staged` of a writer that only hashes and counts: tus bytes reach the storage
     through `Storage.append` and are promoted from the staging area."""
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | bytearray) -> None:
         pass
 
     def commit(self) -> str:
@@ -179,7 +179,7 @@ def create(
     return transfer
 
 
-def _creators(actor: Actor) -> Select[tuple[TusTransfer]]:
+def _creators(actor: Actor) -> Select[TusTransfer]:
     require_role(actor, Role.PATIENT, Role.NURSE)
     return select(TusTransfer).where(TusTransfer.created_by == actor.user_id)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import delete, func, select, update
@@ -130,7 +131,9 @@ def _rewrap_batch(session: Session, model: type[UploadKey] | type[TusTransfer], 
         .limit(_BATCH)
     ).all()
     if rows:
-        wrapped = _rewrapped([(row[1], row[2]) for row in rows], key_id)
+        # Selected where key_id is set, and a transfer's key_id and wrapped_key are set together.
+        pairs = [(cast(str, row[1]), cast(bytes, row[2])) for row in rows]
+        wrapped = _rewrapped(pairs, key_id)
         values = [
             {ident.key: row[0], "key_id": new_id, "wrapped_key": new_key}
             for row, (new_id, new_key) in zip(rows, wrapped, strict=True)

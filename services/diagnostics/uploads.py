@@ -23,7 +23,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, false, select
 from sqlalchemy.exc import IntegrityError
@@ -100,7 +100,7 @@ class Limits:
         return self.by_kind.get(kind, self.default)
 
 
-def visible_uploads(actor: Actor) -> Select[tuple[Upload]]:
+def visible_uploads(actor: Actor) -> Select[Upload]:
     """Uploads of the participants the actor sees; admins see none (participant data)."""
     if actor.role == Role.ADMIN:
         return select(Upload).where(false())
@@ -132,7 +132,8 @@ def _participant(session: Session, actor: Actor, meta: UploadMeta) -> Participan
     if actor.role == Role.PATIENT:
         if meta.participant_id not in (None, actor.participant_id):
             raise Forbidden("a patient uploads their own files only")
-        participant_id = actor.participant_id
+        # A patient's actor carries their participant id (an absent one finds no row).
+        participant_id = cast(uuid.UUID, actor.participant_id)
     elif meta.participant_id is None:
         raise Invalid("participant", errors={"participant_id": ["say whose file this is"]})
     else:
@@ -185,7 +186,8 @@ def prepare(
         old = get_visible(session, visible_uploads(actor), meta.supersedes_id, "upload")
         if old.participant_id != participant.id:
             raise Invalid("supersedes", errors={"supersedes_id": ["another participant's upload"]})
-    return Target(participant, meta.visit_id, actor.role.value)
+    # require_role admitted one of UPLOADERS above: the actor has a role.
+    return Target(participant, meta.visit_id, cast(Role, actor.role).value)
 
 
 class HashingWriter:

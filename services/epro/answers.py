@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 NRS_MIN, NRS_MAX = 0, 10
 VAS_MIN, VAS_MAX = 0, 100
@@ -211,7 +211,10 @@ def _read_entries(items: list[Item], answers: list[Any]) -> _Entries:
             read.errors[key] = [problem]
             if isinstance(link_id, str) and link_id in known:
                 read.garbled.add(link_id)
-        elif link_id not in known:
+            continue
+        # No shape problem: the entry is an object whose "item" is a string.
+        link_id = cast(str, link_id)
+        if link_id not in known:
             read.errors[key] = [f"no item {_name(link_id)} in this questionnaire version"]
         elif link_id in first_at:
             read.errors[key] = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -119,7 +119,7 @@ def _add(errors: Errors, path: str, message: str) -> None:
     errors.setdefault(path, []).append(message)
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -335,7 +335,7 @@ def _check_same_day(errors: Errors, window: dict[str, Any]) -> None:
         _add(errors, "schedule.window.closes", "closes must be after opens; use close_after_days")
 
 
-def _checked_window(errors: Errors, window: Any) -> dict[str, Any]:
+def _checked_window(errors: Errors, window: object) -> dict[str, Any]:
     at = "schedule.window"
     if not isinstance(window, dict):
         _add(errors, at, 'an object {"opens": "HH:MM", "closes": "HH:MM", "close_after_days"}')

@@ -137,7 +137,7 @@ def _unique_version(session: Session, content: Content) -> Iterator[None]:
         ) from exc
 
 
-def visible_questionnaires(actor: Actor) -> Select[tuple[Questionnaire]]:
+def visible_questionnaires(actor: Actor) -> Select[Questionnaire]:
     """Staff see their studies' versions; a patient never a draft."""
     return visible_study_versions(actor, Questionnaire, QuestionnaireStatus.DRAFT.value)
 
@@ -165,7 +165,7 @@ def replace_draft(
         session, visible_questionnaires(actor), questionnaire_id, "questionnaire"
     )
     _require_draft(session, questionnaire)
-    checked = validated(session, session.get(Study, questionnaire.study_id), content)
+    checked = validated(session, session.get_one(Study, questionnaire.study_id), content)
     before = _full_state(questionnaire)
     with _unique_version(session, checked):
         for name, value in asdict(checked).items():
@@ -203,7 +203,7 @@ def publish(session: Session, actor: Actor, questionnaire_id: uuid.UUID) -> Ques
     session.refresh(questionnaire)
     _require_draft(session, questionnaire)
     # The study's languages or visits may have changed since the draft was saved.
-    study = session.get(Study, questionnaire.study_id)
+    study = session.get_one(Study, questionnaire.study_id)
     validated(session, study, _content_of(questionnaire))
     _require_every_language(study, questionnaire)
     previous = session.scalars(
@@ -235,7 +235,7 @@ def study_questionnaires(
     study_id: uuid.UUID,
     code: str | None = None,
     status: str | None = None,
-) -> Select[tuple[Questionnaire]]:
+) -> Select[Questionnaire]:
     """Every version of the study's questionnaires, by code then newest first."""
     require_role(actor, Role.ADMIN, Role.COORDINATOR, Role.NURSE, Role.MONITOR)
     study = get_visible(session, visible_studies(actor), study_id, "study")

@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, insert, select, update
@@ -62,7 +63,9 @@ def _clock(value: str) -> dt.time:
     return dt.time(int(hours), int(minutes))
 
 
-def window(schedule: dict, local_date: dt.date, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+def window(
+    schedule: dict[str, Any], local_date: dt.date, zone: ZoneInfo
+) -> tuple[dt.datetime, dt.datetime]:
     """The window's UTC instants for an occasion on `local_date` in `zone`."""
     spec = schedule["window"]
     opens = dt.datetime.combine(local_date, _clock(spec["opens"]), tzinfo=zone)
@@ -77,7 +80,7 @@ def _visit_day(visit: Visit, zone: ZoneInfo) -> dt.date:
 
 
 def occasions(
-    schedule: dict, baseline: dt.date, visits: dict[str, Visit], zone: ZoneInfo
+    schedule: dict[str, Any], baseline: dt.date, visits: dict[str, Visit], zone: ZoneInfo
 ) -> list[Occasion]:
     kind = schedule["type"]
     if kind == "visit":
@@ -102,10 +105,12 @@ def _rows(
     questionnaire: Questionnaire,
     visits: dict[str, Visit],
     keep: Callable[[dt.datetime, dt.datetime], bool],
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     zone = ZoneInfo(participant.user.timezone)
     rows = []
-    for occasion in occasions(questionnaire.schedule, participant.baseline_date, visits, zone):
+    # Only enrolled participants are planned for, and enrolment sets the baseline date.
+    baseline = cast(dt.date, participant.baseline_date)
+    for occasion in occasions(questionnaire.schedule, baseline, visits, zone):
         opens_at, closes_at = window(questionnaire.schedule, occasion.local_date, zone)
         if keep(opens_at, closes_at):
             rows.append(
@@ -127,7 +132,9 @@ def _rows(
     return rows
 
 
-def _visits_by_code(session: Session, participant_ids: list[uuid.UUID]) -> dict:
+def _visits_by_code(
+    session: Session, participant_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, Visit]]:
     by_participant: dict[uuid.UUID, dict[str, Visit]] = {pid: {} for pid in participant_ids}
     for visit in session.scalars(select(Visit).where(Visit.participant_id.in_(participant_ids))):
         by_participant[visit.participant_id][visit.code] = visit
@@ -236,7 +243,7 @@ def plan_published(session: Session, actor: Actor, questionnaire: Questionnaire)
 
 
 def _covered_occasions(
-    session: Session, older: Select[tuple[uuid.UUID]], rows: list[dict]
+    session: Session, older: Select[uuid.UUID], rows: list[dict[str, Any]]
 ) -> set[tuple[uuid.UUID, str]]:
     """(participant, slot) of the planned rows that an older version of the code still
     covers with an instance that was not cancelled: open, answered, or missed."""
@@ -288,7 +295,7 @@ def follow_visit(session: Session, actor: Actor, visit: Visit) -> None:
     ).all()
     if not instances:
         return
-    participant = session.get(Participant, visit.participant_id)
+    participant = session.get_one(Participant, visit.participant_id)
     zone = ZoneInfo(participant.user.timezone)
     cancelled = []
     for instance in instances:
@@ -298,7 +305,7 @@ def follow_visit(session: Session, actor: Actor, visit: Visit) -> None:
             instance.cancel_reason = "visit cancelled"
             cancelled.append(instance.id)
         else:
-            questionnaire = session.get(Questionnaire, instance.questionnaire_id)
+            questionnaire = session.get_one(Questionnaire, instance.questionnaire_id)
             offset = dt.timedelta(days=questionnaire.schedule.get("offset_days", 0))
             instance.local_date = _visit_day(visit, zone) + offset
             instance.opens_at, instance.closes_at = window(
@@ -349,7 +356,7 @@ def close_windows(
     for instance_id, participant_id in missed:
         by_participant.setdefault(participant_id, []).append(str(instance_id))
     for participant_id, instance_ids in by_participant.items():
-        participant = session.get(Participant, participant_id)
+        participant = session.get_one(Participant, participant_id)
         audit.record(
             session,
             actor,

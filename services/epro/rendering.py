@@ -56,7 +56,7 @@ def _staff_language(session: Session, questionnaire: Questionnaire, locale: str 
     available = languages_of(questionnaire)
     if locale in available:
         return locale
-    study = session.get(Study, questionnaire.study_id)
+    study = session.get_one(Study, questionnaire.study_id)
     return next((lang for lang in study.languages if lang in available), available[0])
 
 
@@ -81,7 +81,8 @@ def language_for(
 def participant_title(questionnaire: Questionnaire, locale: str | None) -> str:
     """The title a participant with this locale sees in their due list: in their own
     language, or a Conflict as for the questionnaire itself."""
-    return questionnaire.title[participant_language(questionnaire, locale)]
+    title: str = questionnaire.title[participant_language(questionnaire, locale)]
+    return title
 
 
 def _item_in(item: Item, language: str) -> Item:

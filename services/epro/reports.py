@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass, fields
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
@@ -159,7 +160,7 @@ def compliance(
 
 def _per_participant(
     actor: Actor, study: Study, filters: ReportFilter, now: dt.datetime, grace: dt.timedelta
-) -> Select:
+) -> Select[*tuple[Any, ...]]:
     """One GROUP BY over the study's instances by participant, counting with
     conditional sums, then joined to the participants and their sites: grouping by
     the instance's own column (before the join) lets PostgreSQL hash-aggregate the

@@ -15,7 +15,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
@@ -94,7 +94,7 @@ def _visible_participant_ids(actor: Actor) -> Select[Any]:
     return visible_participants(actor).with_only_columns(Participant.id)
 
 
-def visible_instances(actor: Actor) -> Select[tuple[EproInstance]]:
+def visible_instances(actor: Actor) -> Select[EproInstance]:
     """Patients their own instances; nurses those of their visits' participants; staff
     their scope."""
     return select(EproInstance).where(
@@ -102,7 +102,7 @@ def visible_instances(actor: Actor) -> Select[tuple[EproInstance]]:
     )
 
 
-def visible_responses(actor: Actor) -> Select[tuple[EproResponse]]:
+def visible_responses(actor: Actor) -> Select[EproResponse]:
     return select(EproResponse).where(
         EproResponse.participant_id.in_(_visible_participant_ids(actor))
     )
@@ -125,7 +125,7 @@ def submit(
     original = _replayed(session, submission.client_id, instance)
     if original is not None:
         return original, False
-    participant = session.get(Participant, instance.participant_id)
+    participant = session.get_one(Participant, instance.participant_id)
     _require_open(participant, instance)
     visit_id = _nurse_visit(session, actor, participant) if actor.role == Role.NURSE else None
     _check_device_data(submission)
@@ -248,7 +248,7 @@ def _check_answers(session: Session, instance: EproInstance, submission: Submiss
         return
     if submission.decline_reason is not None:
         raise Invalid("decline_reason", errors={"decline_reason": ["only for a declined response"]})
-    questionnaire = session.get(Questionnaire, instance.questionnaire_id)
+    questionnaire = session.get_one(Questionnaire, instance.questionnaire_id)
     _validated(questionnaire, submission.answers)
 
 
@@ -370,7 +370,7 @@ def correct(
     latest = _latest_version(session, corrected.instance_id)
     if latest.status != ResponseStatus.COMPLETED:
         raise Conflict("a declined response has no answers to correct")
-    _validated(session.get(Questionnaire, latest.questionnaire_id), answers)
+    _validated(session.get_one(Questionnaire, latest.questionnaire_id), answers)
     before, after = _answer_values(latest.answers), _answer_values(answers)
     changed = sorted(i for i in before.keys() | after.keys() if before.get(i) != after.get(i))
     if not changed:
@@ -387,7 +387,7 @@ def correct(
         "epro.response.correct",
         entity_type="epro_response",
         entity_id=correction.id,
-        subject=participant_subject(session.get(Participant, latest.participant_id)),
+        subject=participant_subject(session.get_one(Participant, latest.participant_id)),
         before={"version": latest.version, "answers": {i: before.get(i) for i in changed}},
         after={
             "version": correction.version,
@@ -401,11 +401,12 @@ def correct(
 
 
 def _latest_version(session: Session, instance_id: uuid.UUID) -> EproResponse:
-    return session.scalars(
+    latest = session.scalars(
         select(EproResponse)
         .where(EproResponse.instance_id == instance_id)
         .order_by(EproResponse.version.desc())
-    ).first()  # type: ignore[return-value] - the corrected response exists
+    ).first()
+    return cast(EproResponse, latest)  # the corrected response exists: at least one version
 
 
 def _answer_values(answers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -442,7 +443,7 @@ def _correction_of(
 
 def participant_responses(
     session: Session, actor: Actor, participant_id: uuid.UUID
-) -> Select[tuple[EproResponse]]:
+) -> Select[EproResponse]:
     """Every version, newest first (a correction comes before what it corrects)."""
     require_role(actor, *READERS)
     participant = get_visible(session, visible_participants(actor), participant_id, "participant")
@@ -470,12 +471,12 @@ def contexts(session: Session, responses: Sequence[EproResponse]) -> dict[uuid.U
     )
     # Usually one participant, already in the session's identity map (no query).
     codes = {
-        pid: session.get(Participant, pid).subject_code
+        pid: session.get_one(Participant, pid).subject_code
         for pid in {response.participant_id for response in responses}
     }
     # A page is usually of one or two questionnaire versions.
     free_text = {
-        qid: disclosure.free_text_items(session.get(Questionnaire, qid).items)
+        qid: disclosure.free_text_items(session.get_one(Questionnaire, qid).items)
         for qid in {response.questionnaire_id for response in responses}
     }
     return {
@@ -495,7 +496,7 @@ def fhir_questionnaire_response(
     response = get_response(session, actor, response_id)
     return epro_fhir.questionnaire_response(
         response,
-        session.get(Questionnaire, response.questionnaire_id),
+        session.get_one(Questionnaire, response.questionnaire_id),
         contexts(session, [response])[response.id].subject_code,
         withhold_free_text=not disclosure.sees_free_text(actor),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeGuard, cast
 
 from sqlalchemy.orm import Session
 
@@ -31,7 +32,9 @@ class PasswordOrigin(StrEnum):
 STAFF_INFLUENCED = frozenset({PasswordOrigin.ACTIVATION, PasswordOrigin.STAFF_RESET})
 
 
-def _within(moment: dt.datetime | None, window: dt.timedelta, now: dt.datetime) -> bool:
+def _within(
+    moment: dt.datetime | None, window: dt.timedelta, now: dt.datetime
+) -> TypeGuard[dt.datetime]:
     return moment is not None and now - moment < window
 
 
@@ -64,7 +67,8 @@ def set_password(
         origin == PasswordOrigin.CHANGE
         or (origin == PasswordOrigin.SELF_RESET and previous == PasswordOrigin.ACTIVATION)
     ):
-        origin, set_at = previous, user.password_set_at
+        # within_hold: the previous origin is a staff-influenced one, set at a known time.
+        origin, set_at = cast(PasswordOrigin, previous), cast(dt.datetime, user.password_set_at)
     user.password_hash = passwords.hash_password(password)
     user.password_set_via, user.password_set_at = origin.value, set_at
     lockout.clear_all(session, user)

@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 from services import passwords
 from services.actor import Actor, Role
 from services.audit import chain as audit
-from services.db import utcnow
+from services.db import affected_rows, utcnow
 from services.errors import Invalid, TooManyAttempts, Unauthenticated
 from services.models import ActivationCode, AuthSession, Participant, RefreshToken, User
 from services.people import credentials, lockout
+from services.people.lockout import LockoutPolicy
 from services.people.participants import email_index, phone_index
 
 BAD_CREDENTIALS = "email, phone or password is wrong"
@@ -41,7 +42,7 @@ class AuthPolicy:
     email_delivery: bool = False
 
     @property
-    def lockouts(self) -> lockout.LockoutPolicy:
+    def lockouts(self) -> LockoutPolicy:  # `lockout` here is the field above
         return lockout.LockoutPolicy(self.max_failed_logins, self.lockout, self.alert_ceiling)
 
 
@@ -168,11 +169,13 @@ def refresh(session: Session, actor: Actor, policy: AuthPolicy, jti: uuid.UUID) 
     user = session.get(User, auth_session.user_id) if auth_session else None
     if auth_session is None or user is None or auth_session.revoked_at or not user.is_active:
         raise Unauthenticated("this session has ended; log in again")
-    claimed = session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.jti == jti, RefreshToken.used_at.is_(None))
-        .values(used_at=utcnow())
-    ).rowcount
+    claimed = affected_rows(
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.jti == jti, RefreshToken.used_at.is_(None))
+            .values(used_at=utcnow())
+        )
+    )
     if claimed != 1:
         _revoke(session, actor, auth_session, user, "refresh_reuse")
         raise Unauthenticated(
@@ -185,7 +188,7 @@ def logout(session: Session, actor: Actor, session_id: uuid.UUID) -> None:
     auth_session = session.get(AuthSession, session_id)
     if auth_session is None or auth_session.revoked_at:
         return
-    user = session.get(User, auth_session.user_id)
+    user = session.get_one(User, auth_session.user_id)
     _revoke(session, actor, auth_session, user, "logout")
 
 
@@ -209,11 +212,13 @@ def revoke_all_sessions(session: Session, actor: Actor, user: User, reason: str)
     access tokens carry their session id, so they stop working with it. Audited once,
     as an act of whoever caused it."""
     now = utcnow()
-    ended = session.execute(
-        update(AuthSession)
-        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-    ).rowcount
+    ended = affected_rows(
+        session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+    )
     record_account_event(
         session, actor, user, "auth.sessions_revoked", after={"sessions": ended, "reason": reason}
     )
@@ -252,16 +257,18 @@ def activate(
             "this account is activated already: its holder resets a forgotten password "
             "with POST /api/v1/auth/password-reset"
         )
-    claimed = session.execute(
-        update(ActivationCode)
-        .where(
-            ActivationCode.id == record.id,
-            ActivationCode.used_at.is_(None),
-            ActivationCode.revoked_at.is_(None),
-            ActivationCode.expires_at > now,
+    claimed = affected_rows(
+        session.execute(
+            update(ActivationCode)
+            .where(
+                ActivationCode.id == record.id,
+                ActivationCode.used_at.is_(None),
+                ActivationCode.revoked_at.is_(None),
+                ActivationCode.expires_at > now,
+            )
+            .values(used_at=now)
         )
-        .values(used_at=now)
-    ).rowcount
+    )
     if claimed != 1:
         raise Unauthenticated("this activation code was already used")
     credentials.set_password(
@@ -299,7 +306,7 @@ def reauthenticate(
     password). Failures count towards the log-in lockout of the same address, so a
     stolen token cannot be used to guess the password here instead. The holder is
     logged in already, so a lock is said plainly (429), not hidden."""
-    user = session.get(User, actor.user_id)
+    user = session.get_one(User, actor.user_id)
     now = utcnow()
     until = lockout.locked_until(session, user, address, now)
     if until:

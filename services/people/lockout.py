@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from services import crypto
 from services.actor import Actor
 from services.audit import chain as audit
-from services.db import utcnow
+from services.db import affected_rows, utcnow
 from services.models import LoginLockout, User
 
 UNKNOWN_ADDRESS = "unknown"
@@ -135,7 +135,10 @@ def _locked_row(session: Session, user: User, key: str, now: dt.datetime) -> Log
         .values(user_id=user.id, client_key=key, failures=0, updated_at=now)
         .on_conflict_do_nothing()
     )
-    return session.get(LoginLockout, (user.id, key), with_for_update=True, populate_existing=True)
+    # Inserted above when absent, in this transaction: the row is there.
+    return session.get_one(
+        LoginLockout, (user.id, key), with_for_update=True, populate_existing=True
+    )
 
 
 def clear_address(session: Session, user: User, address: str | None) -> None:
@@ -156,9 +159,11 @@ def clear_all(session: Session, user: User) -> None:
 
 def purge_stale(session: Session, now: dt.datetime, older_than: dt.timedelta) -> int:
     """Counts untouched for long and no longer locking anything can go."""
-    return session.execute(
-        delete(LoginLockout).where(
-            LoginLockout.updated_at < now - older_than,
-            or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until < now),
+    return affected_rows(
+        session.execute(
+            delete(LoginLockout).where(
+                LoginLockout.updated_at < now - older_than,
+                or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until < now),
+            )
         )
-    ).rowcount
+    )

@@ -19,7 +19,7 @@ from services import passwords
 from services.access import get_visible, require_role, visible_participants, visible_users
 from services.actor import Actor, Role
 from services.audit import chain as audit
-from services.db import utcnow
+from services.db import affected_rows, utcnow
 from services.errors import Conflict, Unauthenticated
 from services.models import EmailMessage, Participant, PasswordResetCode, User
 from services.notifications import planning as sms_rules
@@ -119,11 +119,11 @@ def _issue(
 
 def _codes_last_hour(session: Session, user: User) -> int:
     since = utcnow() - dt.timedelta(hours=1)
-    return session.scalar(
+    return session.execute(
         select(func.count())
         .select_from(PasswordResetCode)
         .where(PasswordResetCode.user_id == user.id, PasswordResetCode.created_at >= since)
-    )
+    ).scalar_one()  # COUNT(*) always yields its one row
 
 
 def request_reset(
@@ -238,7 +238,7 @@ def confirm_reset(
     ).first()
     if row is None or row.used_at or row.revoked_at or row.expires_at <= now:
         raise Unauthenticated(BAD_CODE)
-    user = session.get(User, row.user_id)
+    user = session.get_one(User, row.user_id)
     if not user.is_active:
         raise Unauthenticated(BAD_CODE)
     origin = (
@@ -248,16 +248,18 @@ def confirm_reset(
     )
     # Claimed first: a refusal here keeps its changes (Unauthenticated), so nothing
     # may have been set yet; a weak password (Invalid) rolls the claim back.
-    claimed = session.execute(
-        update(PasswordResetCode)
-        .where(
-            PasswordResetCode.id == row.id,
-            PasswordResetCode.used_at.is_(None),
-            PasswordResetCode.revoked_at.is_(None),
-            PasswordResetCode.expires_at > now,
+    claimed = affected_rows(
+        session.execute(
+            update(PasswordResetCode)
+            .where(
+                PasswordResetCode.id == row.id,
+                PasswordResetCode.used_at.is_(None),
+                PasswordResetCode.revoked_at.is_(None),
+                PasswordResetCode.expires_at > now,
+            )
+            .values(used_at=now)
         )
-        .values(used_at=now)
-    ).rowcount
+    )
     if claimed != 1:
         raise Unauthenticated(BAD_CODE)
     credentials.set_password(session, user, password, origin, hold=policy.signature_hold, now=now)

@@ -12,7 +12,7 @@ up the next chunk. A backend stores the bytes it is given: uploads reach it seal
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 CHUNK = 1024 * 1024
@@ -21,7 +21,7 @@ CHUNK = 1024 * 1024
 class Staged(Protocol):
     """A temporary object being written: commit it under a fresh key, or discard it."""
 
-    def write(self, chunk: bytes) -> None: ...
+    def write(self, chunk: bytes | bytearray) -> None: ...
 
     def commit(self) -> str: ...
 
@@ -37,14 +37,16 @@ class Storage(Protocol):
     def open(self, key: str) -> Iterator[bytes]:
         """The committed object's bytes, in chunks."""
 
-    def append(self, transfer_id: uuid.UUID, offset: int, chunks: Iterable[bytes]) -> int:
+    def append(
+        self, transfer_id: uuid.UUID, offset: int, chunks: Iterable[bytes | bytearray]
+    ) -> int:
         """Add a resumable transfer's bytes at `offset` (its current length). Whatever
         was written stays even when `chunks` fails mid-way (a dropped connection):
         the return value, or the next `staged_size`, says how much."""
 
     def staged_size(self, transfer_id: uuid.UUID) -> int: ...
 
-    def read_staged(self, transfer_id: uuid.UUID, start: int = 0) -> Iterator[bytes]:
+    def read_staged(self, transfer_id: uuid.UUID, start: int = 0) -> Generator[bytes, None, None]:
         """A transfer's bytes from `start` on, in chunks."""
 
     def promote(self, transfer_id: uuid.UUID) -> str:

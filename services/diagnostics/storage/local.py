@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 
 from services.diagnostics.storage import CHUNK, Staged, new_key
@@ -20,7 +20,7 @@ class _LocalStaged:
         self._path = root / "tmp" / new_key()
         self._file = self._path.open("xb")
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | bytearray) -> None:
         self._file.write(chunk)
 
     def commit(self) -> str:
@@ -63,7 +63,9 @@ class LocalStorage:
             while chunk := file.read(CHUNK):
                 yield chunk
 
-    def append(self, transfer_id: uuid.UUID, offset: int, chunks: Iterable[bytes]) -> int:
+    def append(
+        self, transfer_id: uuid.UUID, offset: int, chunks: Iterable[bytes | bytearray]
+    ) -> int:
         if offset > self.staged_size(transfer_id):
             raise ValueError(f"offset {offset} is past the staged bytes of {transfer_id}")
         written = 0
@@ -82,7 +84,7 @@ class LocalStorage:
         path = self._transfer(transfer_id)
         return path.stat().st_size if path.exists() else 0
 
-    def read_staged(self, transfer_id: uuid.UUID, start: int = 0) -> Iterator[bytes]:
+    def read_staged(self, transfer_id: uuid.UUID, start: int = 0) -> Generator[bytes, None, None]:
         with self._transfer(transfer_id).open("rb") as file:
             file.seek(start)
             while chunk := file.read(CHUNK):

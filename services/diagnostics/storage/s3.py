@@ -18,7 +18,7 @@ rule. Credentials come from the standard AWS environment, config files or instan
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import boto3
@@ -49,7 +49,7 @@ class _S3Staged:
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | bytearray) -> None:
         self._buffer += chunk
         while len(self._buffer) >= STAGE_PART:
             self._upload_part(bytes(self._buffer[:STAGE_PART]))
@@ -188,7 +188,9 @@ class S3Storage:
         key = f"{self._transfer(transfer_id)}{offset:020d}"
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
 
-    def append(self, transfer_id: uuid.UUID, offset: int, chunks: Iterable[bytes]) -> int:
+    def append(
+        self, transfer_id: uuid.UUID, offset: int, chunks: Iterable[bytes | bytearray]
+    ) -> int:
         """One part object per request, split every `TUS_PART` bytes; on a failure the
         bytes received so far are still written as a part before the error propagates."""
         self._truncate(transfer_id, offset)
@@ -211,7 +213,7 @@ class S3Storage:
         chain, _ = self._chain(transfer_id)
         return sum(part.size for part in chain)
 
-    def read_staged(self, transfer_id: uuid.UUID, start: int = 0) -> Iterator[bytes]:
+    def read_staged(self, transfer_id: uuid.UUID, start: int = 0) -> Generator[bytes, None, None]:
         chain, _ = self._chain(transfer_id)
         for part in chain:
             if part.offset + part.size <= start:
