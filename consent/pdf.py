@@ -90,7 +90,7 @@ def signed_copy(session: Session, actor: Actor, consent_id: uuid.UUID) -> Signed
         raise Conflict(
             "the signed copy exists once the consent is complete: it still awaits signatures"
         )
-    participant = session.get(Participant, consent.participant_id)
+    participant = session.get_one(Participant, consent.participant_id)
     subject = participant_subject(participant)
     if consent.pdf is None:
         if not all(signature_is_intact(s, consent) for s in consent.signatures):

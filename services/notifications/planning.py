@@ -245,7 +245,7 @@ _VISIT_OVER = {
 def _visit_rows(session: Session, visit: Visit, now: dt.datetime) -> list[dict[str, Any]]:
     """24 hours before, and 08:00 local on the day if that is before the visit; only
     instants still ahead (a visit booked for this afternoon gets no "tomorrow")."""
-    participant = session.get(Participant, visit.participant_id)
+    participant = session.get_one(Participant, visit.participant_id)
     if visit.status not in BOOKED or visit.start_at is None or not _contactable(participant):
         return []
     rules = study_rules(session, visit.study_id)
@@ -500,7 +500,7 @@ def _nurse_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[s
 
 def participant_messages(
     session: Session, actor: Actor, participant_id: uuid.UUID
-) -> Select[tuple[SmsMessage]]:
+) -> Select[SmsMessage]:
     """A participant's planned and sent SMS for their site's coordinator, latest due
     first. Parameters and text stay unread: an activation code is a secret."""
     require_role(actor, Role.COORDINATOR)

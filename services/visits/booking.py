@@ -82,7 +82,7 @@ class Booking:
     override_reason: str | None = None
 
 
-def visible_visits(actor: Actor) -> Select[tuple[Visit]]:
+def visible_visits(actor: Actor) -> Select[Visit]:
     """Nurses their assigned visits; coordinators their sites'; monitors their
     studies' (dates and status only, the API drops contact data); patients their own."""
     query = select(Visit)
@@ -225,7 +225,7 @@ def book(
 ) -> Visit:
     require_role(actor, Role.COORDINATOR)
     visit = get_visible(session, visible_visits(actor), visit_id, "visit")
-    participant = session.get(Participant, visit.participant_id)
+    participant = session.get_one(Participant, visit.participant_id)
     require_current_consent(participant)
     _check_transition(visit, VisitStatus.SCHEDULED)
     if booking.end <= booking.start:
@@ -386,7 +386,7 @@ def transition(
     visit = get_visible(session, visible_visits(actor), visit_id, "visit")
     _check_transition(visit, status)
     if status in (VisitStatus.CONFIRMED, VisitStatus.IN_PROGRESS):
-        require_current_consent(session.get(Participant, visit.participant_id))
+        require_current_consent(session.get_one(Participant, visit.participant_id))
     before = _snapshot(visit)
     if at is not None and at > utcnow() + CLOCK_TOLERANCE:
         raise Invalid("at", errors={"at": ["cannot be in the future: it is when it happened"]})
@@ -395,7 +395,7 @@ def transition(
     if status == VisitStatus.CONFIRMED:
         visit.confirmed_at = now
     elif status == VisitStatus.IN_PROGRESS:
-        zone = ZoneInfo(session.get(Participant, visit.participant_id).user.timezone)
+        zone = ZoneInfo(session.get_one(Participant, visit.participant_id).user.timezone)
         deviation = _check_in_deviation(visit, zone, now, check_in_margin, override_reason)
         visit.checked_in_at, visit.check_in_location = now, location
     elif status == VisitStatus.COMPLETED:
@@ -460,7 +460,7 @@ def mark_missed(session: Session, actor: Actor, now: dt.datetime | None = None) 
     ).all()
     missed = 0
     for visit in candidates:
-        participant = session.get(Participant, visit.participant_id)
+        participant = session.get_one(Participant, visit.participant_id)
         local_today = now.astimezone(ZoneInfo(participant.user.timezone)).date()
         # A visit booked past its window (a recorded deviation) is missed only once its
         # booked time has passed.

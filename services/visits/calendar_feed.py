@@ -41,7 +41,7 @@ def issue_token(session: Session, actor: Actor) -> str:
     """A new feed token for the nurse (returned once); any earlier one stops working.
     A nurse without a profile gets one in their account's zone, with no working hours."""
     require_role(actor, Role.NURSE)
-    user = session.get(User, actor.user_id)
+    user = session.get_one(User, actor.user_id)
     profile = session.get(NurseProfile, user.id) or NurseProfile(
         user_id=user.id, timezone=user.timezone, weekly_hours=[]
     )

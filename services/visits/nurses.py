@@ -32,7 +32,7 @@ class Availability:
     time_off: list[tuple[dt.datetime, dt.datetime]]
 
 
-def visible_nurses(actor: Actor) -> Select[tuple[User]]:
+def visible_nurses(actor: Actor) -> Select[User]:
     """A nurse manages their own availability; coordinators the nurses of their sites."""
     query = select(User).where(User.role == Role.NURSE.value)
     if actor.role == Role.NURSE:

@@ -91,7 +91,7 @@ def free_slots(
     """Bookable slots from now on, ordered by the participant's date, nurse, then time."""
     require_role(actor, Role.COORDINATOR)
     visit = get_visible(session, visible_visits(actor), visit_id, "visit")
-    participant = session.get(Participant, visit.participant_id)
+    participant = session.get_one(Participant, visit.participant_id)
     require_current_consent(participant)
     if VisitStatus.SCHEDULED not in TRANSITIONS[visit.status]:
         raise Conflict(f"a {visit.status} visit cannot be booked")
