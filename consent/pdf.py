@@ -339,7 +339,7 @@ def _signature_block(
 def _numbered_canvas(footer: str) -> type[Canvas]:
     """A canvas that knows the page count when it writes "page n of N" on each page."""
 
-    class NumberedCanvas(Canvas):
+    class NumberedCanvas(Canvas):  # type: ignore[misc]  # reportlab is untyped
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._pages: list[dict[str, Any]] = []

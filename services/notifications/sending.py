@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select
@@ -171,7 +171,9 @@ def _day_before_problem(
         return problem
     visit = session.get_one(Visit, uuid.UUID(relevance["visit_id"]))
     zone = ZoneInfo(session.get_one(Participant, visit.participant_id).user.timezone)
-    if now.astimezone(zone).date() >= visit.start_at.astimezone(zone).date():
+    # _visit_problem found the visit still booked at relevance's start_at: it has one.
+    start_at = cast(dt.datetime, visit.start_at)
+    if now.astimezone(zone).date() >= start_at.astimezone(zone).date():
         return "the day before the visit has passed"
     return None
 
@@ -192,7 +194,7 @@ def _instance_problem(session: Session, relevance: dict[str, Any], now: dt.datet
 def _reconsent_problem(
     session: Session, relevance: dict[str, Any], _now: dt.datetime
 ) -> str | None:
-    participant = session.get(Participant, uuid.UUID(relevance["participant_id"]))
+    participant = session.get_one(Participant, uuid.UUID(relevance["participant_id"]))
     if participant.consent_state != ConsentState.REQUIRES_RECONSENT:
         return "re-consent no longer pending"
     return None
