@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -276,7 +276,8 @@ def apply_effective_versions(session: Session, actor: Actor, today: dt.date | No
     effective = [
         document
         for document, zone in session.execute(approved).all()
-        if document.effective_from <= (today or today_in(zone))
+        # Approval sets effective_from, and only approved documents are read here.
+        if cast(dt.date, document.effective_from) <= (today or today_in(zone))
     ]
     for newer in effective:
         older = session.scalars(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, false, or_, select
@@ -146,7 +147,8 @@ def plan_visits(session: Session, actor: Actor, participant: Participant) -> lis
     ).all()
     visits = []
     for definition in definitions:
-        target = participant.baseline_date + dt.timedelta(days=definition.day)
+        # Enrolment sets the baseline date before it plans the visits.
+        target = cast(dt.date, participant.baseline_date) + dt.timedelta(days=definition.day)
         visit = Visit(
             id=uuid.uuid4(),
             participant_id=participant.id,
@@ -318,9 +320,10 @@ def _check_in_times(
     """When check-in opens (the margin before the booked start: a nurse may be early),
     when it closes and which local day that ends: the window's last day, or the booked
     day of a visit booked past its window (a deviation recorded at booking)."""
-    last_day = max(visit.window_end, visit.start_at.astimezone(zone).date())
+    start_at = cast(dt.datetime, visit.start_at)  # checked in: the visit is booked
+    last_day = max(visit.window_end, start_at.astimezone(zone).date())
     midnight = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
-    return visit.start_at - margin, midnight.astimezone(dt.UTC), last_day
+    return start_at - margin, midnight.astimezone(dt.UTC), last_day
 
 
 def _check_in_deviation(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from typing import cast
 
 import icalendar
 from sqlalchemy import select
@@ -128,4 +129,4 @@ def feed(session: Session, nurse: User, now: dt.datetime | None = None) -> bytes
         event.add("summary", f"{kind} {subject_code} {visit.code}")
         event.add("status", "CONFIRMED" if visit.status in _CONFIRMED else "TENTATIVE")
         calendar.add_component(event)
-    return calendar.to_ical()
+    return cast(bytes, calendar.to_ical())  # icalendar is untyped

@@ -10,7 +10,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, delete, select
@@ -188,7 +188,7 @@ def set_delegation(
         else None
     )
     delegation.training_valid_until = valid_until
-    delegation.delegated_by = actor.user_id
+    delegation.delegated_by = cast(uuid.UUID, actor.user_id)  # a coordinator is signed in
     session.add(delegation)
     session.flush()
     audit.record(
