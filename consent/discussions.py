@@ -40,7 +40,7 @@ def record(
 ) -> ConsentDiscussion:
     require_role(actor, Role.COORDINATOR)
     participant = get_visible(session, visible_participants(actor), participant_id, "participant")
-    site = session.get(Site, participant.site_id)
+    site = session.get_one(Site, participant.site_id)
     if data.mode == "phone" and site.country in NO_PHONE_COUNTRIES:
         raise Conflict(
             f"sites in {site.country} hold the consent discussion in person or by video, "

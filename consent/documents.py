@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -179,7 +179,7 @@ def update_draft(
         raise Conflict(FROZEN)
     if content.language.lower() != document.language:
         raise Invalid("language", errors={"language": ["a version keeps its language"]})
-    study = session.get(Study, document.study_id)
+    study = session.get_one(Study, document.study_id)
     _validate(study, content)
     before = _snapshot(document)
     document.title = content.title
@@ -246,7 +246,7 @@ def _require_every_language(session: Session, document: ConsentDocument) -> None
     language (a correction of one translation is a version of that language alone, and
     a language added later starts at 1), so the rule asks for a document of each
     language, not for the same version number in each."""
-    study = session.get(Study, document.study_id)
+    study = session.get_one(Study, document.study_id)
     present = set(
         session.scalars(
             select(ConsentDocument.language).where(ConsentDocument.study_id == study.id)
@@ -276,7 +276,8 @@ def apply_effective_versions(session: Session, actor: Actor, today: dt.date | No
     effective = [
         document
         for document, zone in session.execute(approved).all()
-        if document.effective_from <= (today or today_in(zone))
+        # Approval sets effective_from, and only approved documents are read here.
+        if cast(dt.date, document.effective_from) <= (today or today_in(zone))
     ]
     for newer in effective:
         older = session.scalars(
@@ -318,7 +319,7 @@ def _require_reconsent(
         )
     ).all()
     for record in consents:
-        participant = session.get(Participant, record.participant_id)
+        participant = session.get_one(Participant, record.participant_id)
         record.status = ConsentStatus.REQUIRES_RECONSENT.value
         if participant.consent_state in (ConsentState.COMPLETE, ConsentState.PENDING):
             participant.consent_state = ConsentState.REQUIRES_RECONSENT.value
@@ -337,7 +338,7 @@ def _require_reconsent(
         )
 
 
-def visible_documents(actor: Actor) -> Select[tuple[ConsentDocument]]:
+def visible_documents(actor: Actor) -> Select[ConsentDocument]:
     """Staff see their studies' documents; a patient never a draft."""
     return visible_study_versions(actor, ConsentDocument, DocumentStatus.DRAFT.value)
 
@@ -371,7 +372,7 @@ def record_opened(session: Session, actor: Actor, document: ConsentDocument) -> 
     """A participant opening the text is part of the consent record (ICH E6 4.8)."""
     if actor.role != Role.PATIENT:
         return
-    participant = session.get(Participant, actor.participant_id)
+    participant = session.get_one(Participant, actor.participant_id)
     audit.record(
         session,
         actor,

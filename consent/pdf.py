@@ -90,7 +90,7 @@ def signed_copy(session: Session, actor: Actor, consent_id: uuid.UUID) -> Signed
         raise Conflict(
             "the signed copy exists once the consent is complete: it still awaits signatures"
         )
-    participant = session.get(Participant, consent.participant_id)
+    participant = session.get_one(Participant, consent.participant_id)
     subject = participant_subject(participant)
     if consent.pdf is None:
         if not all(signature_is_intact(s, consent) for s in consent.signatures):
@@ -339,7 +339,7 @@ def _signature_block(
 def _numbered_canvas(footer: str) -> type[Canvas]:
     """A canvas that knows the page count when it writes "page n of N" on each page."""
 
-    class NumberedCanvas(Canvas):
+    class NumberedCanvas(Canvas):  # type: ignore[misc]  # reportlab is untyped
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._pages: list[dict[str, Any]] = []

@@ -17,7 +17,7 @@ from services.errors import Conflict
 from services.models import Participant, ParticipantStatus
 
 
-def visible_consents(actor: Actor) -> Select[tuple[Consent]]:
+def visible_consents(actor: Actor) -> Select[Consent]:
     """Consents of the participants the actor may see (patients: their own)."""
     participants = visible_participants(actor).with_only_columns(Participant.id)
     return select(Consent).where(Consent.participant_id.in_(participants))
@@ -48,7 +48,7 @@ def own_consents(session: Session, actor: Actor, today: dt.date | None = None) -
     """Nothing to sign while a consent is complete (a version that does not require
     re-consent leaves it so) or awaits countersignature on the current version."""
     require_role(actor, Role.PATIENT)
-    participant = session.get(Participant, actor.participant_id)
+    participant = session.get_one(Participant, actor.participant_id)
     consents = participant_consents(session, actor, participant.id)
     if participant.status == ParticipantStatus.WITHDRAWN:
         return OwnConsents(None, "you have withdrawn from the study", consents)

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass, field
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -314,6 +315,8 @@ def sign(
     if request.role in FIRST_SIGNERS:
         choices = _clause_choices(document, request.clause_choices)
         consent = _open_consent(session, participant, document, choices)
+    # _check_order refuses every signer but the first while there is no consent yet.
+    consent = cast(Consent, consent)
     signature = ConsentSignature(
         id=uuid.uuid4(),
         consent_id=consent.id,
@@ -360,7 +363,10 @@ def sign(
 
 
 def _open_consent(
-    session: Session, participant: Participant, document: ConsentDocument, choices: dict
+    session: Session,
+    participant: Participant,
+    document: ConsentDocument,
+    choices: dict[str, bool],
 ) -> Consent:
     consent = Consent(
         id=uuid.uuid4(),

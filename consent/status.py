@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session, aliased
@@ -53,7 +54,9 @@ class Summary:
     total: SiteCounts
 
 
-def _scoped_participants(session: Session, actor: Actor, study_id: uuid.UUID) -> Select:
+def _scoped_participants(
+    session: Session, actor: Actor, study_id: uuid.UUID
+) -> Select[Participant]:
     require_role(actor, *PARTICIPANT_LISTERS)
     get_visible(session, visible_studies(actor), study_id, "study")
     return visible_participants(actor).where(Participant.study_id == study_id)
@@ -61,7 +64,7 @@ def _scoped_participants(session: Session, actor: Actor, study_id: uuid.UUID) ->
 
 def status_rows(
     session: Session, actor: Actor, study_id: uuid.UUID, filters: StatusFilter
-) -> Select:
+) -> Select[*tuple[Any, ...]]:  # twelve columns: SQLAlchemy types up to ten
     """One row per participant in the actor's scope: ids, subject code, states and the
     current consent. Holds no direct identifiers, so monitors read it as it is."""
     scoped = _scoped_participants(session, actor, study_id).subquery()

@@ -48,7 +48,7 @@ def withdraw(
 ) -> Consent:
     require_role(actor, Role.PATIENT, Role.COORDINATOR)
     consent = get_consent(session, actor, consent_id)
-    participant = session.get(Participant, consent.participant_id)
+    participant = session.get_one(Participant, consent.participant_id)
     if actor.role == Role.PATIENT:
         # As at signing: failures count towards the lock-out of the caller's address.
         try:

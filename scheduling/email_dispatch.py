@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -78,7 +78,8 @@ def _send_one(
     email = email_content.render(message.template, user.locale, json.loads(message.params))
     message.attempts += 1
     try:
-        gateway.send(user.email, email)
+        # _problem refused a user without an e-mail address.
+        gateway.send(cast(str, user.email), email)
     except EmailGatewayError as exc:
         message.status_reason = str(exc)
         if message.attempts >= max_attempts:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.orm import Session
 
 from services.actor import Actor
@@ -33,7 +34,11 @@ def purge_expired_sessions(session: Session, _actor: Actor) -> str:
     Their creation, revocation and reuse stay in the audit trail.
     """
     now = utcnow()
-    deleted = session.execute(delete(AuthSession).where(AuthSession.expires_at < now))
+    # execute() is typed to return a plain Result; a DELETE's is a CursorResult.
+    deleted = cast(
+        "CursorResult[Any]",
+        session.execute(delete(AuthSession).where(AuthSession.expires_at < now)),
+    )
     counts = lockout.purge_stale(session, now, STALE_LOCKOUT_COUNTS)
     return f"{deleted.rowcount} expired sessions and {counts} stale lock-out counts purged"
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, SchedulerEvent
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -71,7 +72,7 @@ def run_job(
     log.info("job done: %s", result, extra={"job": job_id})
 
 
-def job_specs(settings: dict) -> list[JobSpec]:
+def job_specs(settings: dict[str, Any]) -> list[JobSpec]:
     """The gateways are built once here, so their clients are reused across ticks; the
     e-mail job exists only with an e-mail gateway."""
     gateway = make_gateway(settings)
@@ -121,7 +122,7 @@ def job_specs(settings: dict) -> list[JobSpec]:
 
 def build_scheduler(
     sessions: sessionmaker[Session],
-    settings: dict,
+    settings: dict[str, Any],
     *,
     blocking: bool,
     extra_jobs: Sequence[JobSpec] = (),

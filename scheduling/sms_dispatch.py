@@ -27,9 +27,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.actor import Actor
@@ -116,7 +116,7 @@ def give_up(
 def backoff(attempts: int) -> dt.timedelta:
     """30 s, 1 min, 2 min, ... up to an hour, spread by +-10 % so that retries after an
     outage do not all arrive at once."""
-    delay = min(BACKOFF_BASE * 2 ** (attempts - 1), BACKOFF_CAP)
+    delay: dt.timedelta = min(BACKOFF_BASE * 2 ** (attempts - 1), BACKOFF_CAP)
     return delay * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - spreading load, not a secret
 
 
@@ -276,16 +276,20 @@ class Dispatcher:
             claimed = [
                 message_id
                 for message_id in due
-                if session.execute(
-                    update(SmsMessage)
-                    .where(SmsMessage.id == message_id, SmsMessage.status == PENDING)
-                    .values(
-                        status=SENDING,
-                        lease_until=lease.until,
-                        claimed_by=self.worker,
-                        attempts=SmsMessage.attempts + 1,
-                        body=None,
-                    )
+                # execute() is typed to return a plain Result; an UPDATE's is a CursorResult.
+                if cast(
+                    "CursorResult[Any]",
+                    session.execute(
+                        update(SmsMessage)
+                        .where(SmsMessage.id == message_id, SmsMessage.status == PENDING)
+                        .values(
+                            status=SENDING,
+                            lease_until=lease.until,
+                            claimed_by=self.worker,
+                            attempts=SmsMessage.attempts + 1,
+                            body=None,
+                        )
+                    ),
                 ).rowcount
                 == 1
             ]
@@ -529,7 +533,8 @@ class Dispatcher:
         settled = 0
         for message_id, lease_until in stuck:
             try:
-                settled += self.settle(message_id, lease_until, now=now)
+                # lease_until is nullable, but the query filters on it: never NULL here.
+                settled += self.settle(message_id, cast(dt.datetime, lease_until), now=now)
             except Exception:
                 log.exception("SMS %s could not be reconciled; trying next round", message_id)
         return settled

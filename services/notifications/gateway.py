@@ -154,7 +154,7 @@ class ConsoleGateway:
         return []
 
 
-class RebasedHttpClient(TwilioHttpClient):
+class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio is untyped
     """The SDK's HTTP client sending to another base URL (a local fake Twilio in tests
     and benchmarks), with a timeout, a connection per sending thread and no request
     logs (the SDK logs query strings, which hold the recipient's number)."""

@@ -16,10 +16,10 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeGuard, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Select, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer
@@ -91,7 +91,7 @@ def at_local(day: dt.date, time: dt.time, zone: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, time, tzinfo=zone).astimezone(dt.UTC)
 
 
-def _contactable(participant: Participant | None) -> bool:
+def _contactable(participant: Participant | None) -> TypeGuard[Participant]:
     return participant is not None and participant_problem(participant) is None
 
 
@@ -193,7 +193,8 @@ def _cancel_pending(session: Session, reason: str, *where: ColumnElement[bool]) 
         .values(status=SmsStatus.CANCELLED.value, status_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    # execute() is typed to return a plain Result; for an UPDATE it is a CursorResult.
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def cancel_participant_messages(session: Session, participant: Participant, reason: str) -> int:
@@ -245,7 +246,7 @@ _VISIT_OVER = {
 def _visit_rows(session: Session, visit: Visit, now: dt.datetime) -> list[dict[str, Any]]:
     """24 hours before, and 08:00 local on the day if that is before the visit; only
     instants still ahead (a visit booked for this afternoon gets no "tomorrow")."""
-    participant = session.get(Participant, visit.participant_id)
+    participant = session.get_one(Participant, visit.participant_id)
     if visit.status not in BOOKED or visit.start_at is None or not _contactable(participant):
         return []
     rules = study_rules(session, visit.study_id)
@@ -358,7 +359,7 @@ def _epro_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[st
             Participant.contact_allowed.is_(True),
         )
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for instance, user_id, timezone in found:
         study = rules(instance.study_id)
         closing = instance.closes_at - EPRO_CLOSING_LEAD
@@ -471,6 +472,8 @@ def _nurse_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[s
     for nurse_id, study_id, start_at, timezone in found:
         zone = ZoneInfo(timezone)
         tomorrow = now.astimezone(zone).date() + dt.timedelta(days=1)
+        # Both columns are nullable, but the query filters on them: neither is NULL here.
+        start_at, nurse_id = cast(dt.datetime, start_at), cast(uuid.UUID, nurse_id)
         if start_at.astimezone(zone).date() == tomorrow and rules(study_id)["nurse_next_day"]:
             days[nurse_id, timezone].append((start_at, study_id))
     rows = []
@@ -500,7 +503,7 @@ def _nurse_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[s
 
 def participant_messages(
     session: Session, actor: Actor, participant_id: uuid.UUID
-) -> Select[tuple[SmsMessage]]:
+) -> Select[SmsMessage]:
     """A participant's planned and sent SMS for their site's coordinator, latest due
     first. Parameters and text stay unread: an activation code is a secret."""
     require_role(actor, Role.COORDINATOR)

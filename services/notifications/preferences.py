@@ -112,7 +112,7 @@ def my_preferences(session: Session, actor: Actor) -> Preferences:
 
 
 def _clock_problem(value: object) -> str | None:
-    if not validation.is_clock_time(value):
+    if not isinstance(value, str) or not validation.is_clock_time(value):
         return 'a local time "HH:MM"'
     if not ALLOWED_FROM <= value <= ALLOWED_UNTIL:  # "HH:MM" strings sort as times do
         return f"between {ALLOWED_FROM} and {ALLOWED_UNTIL}"

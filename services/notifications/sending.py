@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select
@@ -144,7 +144,7 @@ def render(
 def still_relevant(session: Session, message: SmsMessage) -> str | None:
     """None when the message should still go; else why not, for its status_reason."""
     if message.participant_id:
-        problem = participant_problem(session.get(Participant, message.participant_id))
+        problem = participant_problem(session.get_one(Participant, message.participant_id))
         if problem:
             return problem
     check = _CHECKS.get(message.template)
@@ -169,9 +169,11 @@ def _day_before_problem(
     problem = _visit_problem(session, relevance, now)
     if problem:
         return problem
-    visit = session.get(Visit, uuid.UUID(relevance["visit_id"]))
-    zone = ZoneInfo(session.get(Participant, visit.participant_id).user.timezone)
-    if now.astimezone(zone).date() >= visit.start_at.astimezone(zone).date():
+    visit = session.get_one(Visit, uuid.UUID(relevance["visit_id"]))
+    zone = ZoneInfo(session.get_one(Participant, visit.participant_id).user.timezone)
+    # _visit_problem found the visit still booked at relevance's start_at: it has one.
+    start_at = cast(dt.datetime, visit.start_at)
+    if now.astimezone(zone).date() >= start_at.astimezone(zone).date():
         return "the day before the visit has passed"
     return None
 
@@ -192,7 +194,7 @@ def _instance_problem(session: Session, relevance: dict[str, Any], now: dt.datet
 def _reconsent_problem(
     session: Session, relevance: dict[str, Any], _now: dt.datetime
 ) -> str | None:
-    participant = session.get(Participant, uuid.UUID(relevance["participant_id"]))
+    participant = session.get_one(Participant, uuid.UUID(relevance["participant_id"]))
     if participant.consent_state != ConsentState.REQUIRES_RECONSENT:
         return "re-consent no longer pending"
     return None
@@ -201,12 +203,12 @@ def _reconsent_problem(
 def _activation_problem(
     session: Session, relevance: dict[str, Any], now: dt.datetime
 ) -> str | None:
-    code = session.get(ActivationCode, uuid.UUID(relevance["activation_code_id"]))
+    code = session.get_one(ActivationCode, uuid.UUID(relevance["activation_code_id"]))
     return credentials.code_problem(code, "activation", now)
 
 
 def _reset_problem(session: Session, relevance: dict[str, Any], now: dt.datetime) -> str | None:
-    code = session.get(PasswordResetCode, uuid.UUID(relevance["password_reset_code_id"]))
+    code = session.get_one(PasswordResetCode, uuid.UUID(relevance["password_reset_code_id"]))
     return credentials.code_problem(code, "reset", now)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, false, or_, select
@@ -82,7 +83,7 @@ class Booking:
     override_reason: str | None = None
 
 
-def visible_visits(actor: Actor) -> Select[tuple[Visit]]:
+def visible_visits(actor: Actor) -> Select[Visit]:
     """Nurses their assigned visits; coordinators their sites'; monitors their
     studies' (dates and status only, the API drops contact data); patients their own."""
     query = select(Visit)
@@ -146,7 +147,8 @@ def plan_visits(session: Session, actor: Actor, participant: Participant) -> lis
     ).all()
     visits = []
     for definition in definitions:
-        target = participant.baseline_date + dt.timedelta(days=definition.day)
+        # Enrolment sets the baseline date before it plans the visits.
+        target = cast(dt.date, participant.baseline_date) + dt.timedelta(days=definition.day)
         visit = Visit(
             id=uuid.uuid4(),
             participant_id=participant.id,
@@ -225,7 +227,7 @@ def book(
 ) -> Visit:
     require_role(actor, Role.COORDINATOR)
     visit = get_visible(session, visible_visits(actor), visit_id, "visit")
-    participant = session.get(Participant, visit.participant_id)
+    participant = session.get_one(Participant, visit.participant_id)
     require_current_consent(participant)
     _check_transition(visit, VisitStatus.SCHEDULED)
     if booking.end <= booking.start:
@@ -318,9 +320,10 @@ def _check_in_times(
     """When check-in opens (the margin before the booked start: a nurse may be early),
     when it closes and which local day that ends: the window's last day, or the booked
     day of a visit booked past its window (a deviation recorded at booking)."""
-    last_day = max(visit.window_end, visit.start_at.astimezone(zone).date())
+    start_at = cast(dt.datetime, visit.start_at)  # checked in: the visit is booked
+    last_day = max(visit.window_end, start_at.astimezone(zone).date())
     midnight = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
-    return visit.start_at - margin, midnight.astimezone(dt.UTC), last_day
+    return start_at - margin, midnight.astimezone(dt.UTC), last_day
 
 
 def _check_in_deviation(
@@ -386,7 +389,7 @@ def transition(
     visit = get_visible(session, visible_visits(actor), visit_id, "visit")
     _check_transition(visit, status)
     if status in (VisitStatus.CONFIRMED, VisitStatus.IN_PROGRESS):
-        require_current_consent(session.get(Participant, visit.participant_id))
+        require_current_consent(session.get_one(Participant, visit.participant_id))
     before = _snapshot(visit)
     if at is not None and at > utcnow() + CLOCK_TOLERANCE:
         raise Invalid("at", errors={"at": ["cannot be in the future: it is when it happened"]})
@@ -395,7 +398,7 @@ def transition(
     if status == VisitStatus.CONFIRMED:
         visit.confirmed_at = now
     elif status == VisitStatus.IN_PROGRESS:
-        zone = ZoneInfo(session.get(Participant, visit.participant_id).user.timezone)
+        zone = ZoneInfo(session.get_one(Participant, visit.participant_id).user.timezone)
         deviation = _check_in_deviation(visit, zone, now, check_in_margin, override_reason)
         visit.checked_in_at, visit.check_in_location = now, location
     elif status == VisitStatus.COMPLETED:
@@ -460,7 +463,7 @@ def mark_missed(session: Session, actor: Actor, now: dt.datetime | None = None) 
     ).all()
     missed = 0
     for visit in candidates:
-        participant = session.get(Participant, visit.participant_id)
+        participant = session.get_one(Participant, visit.participant_id)
         local_today = now.astimezone(ZoneInfo(participant.user.timezone)).date()
         # A visit booked past its window (a recorded deviation) is missed only once its
         # booked time has passed.

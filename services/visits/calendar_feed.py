@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from typing import cast
 
 import icalendar
 from sqlalchemy import select
@@ -41,7 +42,7 @@ def issue_token(session: Session, actor: Actor) -> str:
     """A new feed token for the nurse (returned once); any earlier one stops working.
     A nurse without a profile gets one in their account's zone, with no working hours."""
     require_role(actor, Role.NURSE)
-    user = session.get(User, actor.user_id)
+    user = session.get_one(User, actor.user_id)
     profile = session.get(NurseProfile, user.id) or NurseProfile(
         user_id=user.id, timezone=user.timezone, weekly_hours=[]
     )
@@ -128,4 +129,4 @@ def feed(session: Session, nurse: User, now: dt.datetime | None = None) -> bytes
         event.add("summary", f"{kind} {subject_code} {visit.code}")
         event.add("status", "CONFIRMED" if visit.status in _CONFIRMED else "TENTATIVE")
         calendar.add_component(event)
-    return calendar.to_ical()
+    return cast(bytes, calendar.to_ical())  # icalendar is untyped

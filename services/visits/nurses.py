@@ -10,7 +10,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, delete, select
@@ -32,7 +32,7 @@ class Availability:
     time_off: list[tuple[dt.datetime, dt.datetime]]
 
 
-def visible_nurses(actor: Actor) -> Select[tuple[User]]:
+def visible_nurses(actor: Actor) -> Select[User]:
     """A nurse manages their own availability; coordinators the nurses of their sites."""
     query = select(User).where(User.role == Role.NURSE.value)
     if actor.role == Role.NURSE:
@@ -188,7 +188,7 @@ def set_delegation(
         else None
     )
     delegation.training_valid_until = valid_until
-    delegation.delegated_by = actor.user_id
+    delegation.delegated_by = cast(uuid.UUID, actor.user_id)  # a coordinator is signed in
     session.add(delegation)
     session.flush()
     audit.record(

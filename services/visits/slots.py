@@ -17,6 +17,7 @@ import datetime as dt
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
@@ -91,7 +92,7 @@ def free_slots(
     """Bookable slots from now on, ordered by the participant's date, nurse, then time."""
     require_role(actor, Role.COORDINATOR)
     visit = get_visible(session, visible_visits(actor), visit_id, "visit")
-    participant = session.get(Participant, visit.participant_id)
+    participant = session.get_one(Participant, visit.participant_id)
     require_current_consent(participant)
     if VisitStatus.SCHEDULED not in TRANSITIONS[visit.status]:
         raise Conflict(f"a {visit.status} visit cannot be booked")
@@ -172,8 +173,11 @@ def _busy_ranges(
         )
     )
     ranges: dict[uuid.UUID, list[Range]] = defaultdict(list)
+    # The columns are nullable, but the query filters on each: none is NULL here.
     for nurse_id, start, until in rows:
-        ranges[nurse_id].append((start, until))
+        ranges[cast(uuid.UUID, nurse_id)].append(
+            (cast(dt.datetime, start), cast(dt.datetime, until))
+        )
     return ranges
 
 
@@ -204,7 +208,8 @@ def _participant_busy(session: Session, visit: Visit, reach: Range) -> list[Rang
             Visit.end_at > reach[0],
         )
     )
-    return [(start, until) for start, until in rows]
+    # Nullable columns, but the query filters on both: neither is NULL here.
+    return [(cast(dt.datetime, start), cast(dt.datetime, until)) for start, until in rows]
 
 
 def _overlaps(ranges: list[Range], start: dt.datetime, until: dt.datetime) -> bool:
@@ -230,7 +235,8 @@ def _candidate_starts(
     day, last_day = lower.astimezone(zone).date(), upper.astimezone(zone).date()
     while day <= last_day:
         next_day = day + dt.timedelta(days=1)
-        offset = dt.datetime.combine(day, dt.time(0), zone).utcoffset()
+        # An aware datetime (a ZoneInfo) always has an offset.
+        offset = cast(dt.timedelta, dt.datetime.combine(day, dt.time(0), zone).utcoffset())
         steady = offset == dt.datetime.combine(next_day, dt.time(0), zone).utcoffset()
         for begins, ends in periods.get(day.weekday(), []):
             wall, stop = dt.datetime.combine(day, begins), dt.datetime.combine(day, ends)
