@@ -247,7 +247,7 @@ def unlock(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) -> U
     return user
 
 
-def listed_users(actor: Actor) -> Select[tuple[User]]:
+def listed_users(actor: Actor) -> Select[User]:
     """The accounts the caller manages, oldest first. The list shows every account's
     sites and studies, so they are loaded in one query each, not one per account."""
     return (

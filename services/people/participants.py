@@ -409,9 +409,7 @@ def profile_scope(session: Session, user: User) -> dict[str, Any]:
     return scope
 
 
-def study_participants(
-    session: Session, actor: Actor, study_id: uuid.UUID
-) -> Select[tuple[Participant]]:
+def study_participants(session: Session, actor: Actor, study_id: uuid.UUID) -> Select[Participant]:
     """The study's participants in the caller's scope, by subject code (monitors get
     them pseudonymised by the disclosure rule). Their accounts (name, contact data)
     are loaded in one query for the page, not one per participant."""
