@@ -40,7 +40,7 @@ from tests.scheduling.test_sms_dispatch import CONTACT, daytime_zone
 # Several processes or racing threads: run by `make test`, skipped by `-m 'not slow'`.
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ROWS = 1000
 AGAIN = "START to receive them again."
 # One dispatcher process: dispatch rounds until nothing is due or in flight. Its
