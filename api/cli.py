@@ -28,7 +28,7 @@ from demo import seed as demo
 from demo import visits as demo_visits
 from services.actor import Actor, Role
 from services.audit import anchors as audit_anchors
-from services.audit import chain as audit
+from services.audit import integrity
 from services.diagnostics import reads as upload_reads
 from services.diagnostics import upload_keys
 from services.errors import DomainError
@@ -109,7 +109,7 @@ def audit_verify(anchors: tuple[TextIO, ...]) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--anchors") from None
     with database().sessions() as session:
-        checked, broken = audit.verify(session)
+        checked, broken = integrity.verify(session)
         mismatches = audit_anchors.check(session, anchored)
         if mismatches:
             actor = Actor.system("audit-verify-anchors")
@@ -147,7 +147,7 @@ def audit_export_seals(day: dt.datetime | None) -> None:
 def audit_seal() -> None:
     """Seal the current chain heads now (the scheduler does this periodically)."""
     with database().sessions() as session:
-        sealed = audit.seal(session)
+        sealed = integrity.seal(session)
         session.commit()
     click.echo(f"seal {sealed.seq} written" if sealed else "nothing new to seal")
 

@@ -23,6 +23,7 @@ from common import reset
 from services import crypto
 from services.actor import Actor
 from services.audit import chain as audit
+from services.audit import integrity
 from services.audit import key as audit_key
 from services.db import make_engine, make_session_factory
 
@@ -84,7 +85,7 @@ def main() -> None:
             print(f"{threads:>2} threads, {label:<24} {rate:8.0f} audited transactions/s")
     with make_engine(url).connect() as conn:
         session = make_session_factory(conn.engine)()
-        checked, broken = audit.verify(session)
+        checked, broken = integrity.verify(session)
         print(
             f"audit verify: {checked} events, {'BROKEN ' + broken.problem if broken else 'intact'}"
         )

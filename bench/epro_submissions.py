@@ -53,7 +53,7 @@ from flask import Flask
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from services.audit import chain as audit
+from services.audit import integrity
 from services.db import make_engine, utcnow
 from services.epro import checks
 from services.epro import definitions as epro_definitions
@@ -271,7 +271,7 @@ def check_database(url: str, accepted: int) -> None:
                 EproInstance.status == "completed", EproInstance.slot.like("bench-%")
             )
         )
-        checked, broken = audit.verify(session)
+        checked, broken = integrity.verify(session)
     engine.dispose()
     print(
         f"database: {responses} responses for {distinct} instances ({completed} completed), "

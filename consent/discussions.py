@@ -67,12 +67,11 @@ def record(
     )
     session.add(discussion)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "consent.discussion",
-        entity_type="consent_discussion",
-        entity_id=discussion.id,
+        discussion,
         subject=participant_subject(participant),
         after={
             "mode": data.mode,

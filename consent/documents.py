@@ -114,16 +114,16 @@ def _shown_text(content: DraftContent) -> Iterator[tuple[str, Any, bool]]:
             yield f"quiz.{index}.options.{option}", text, False
 
 
-def _snapshot(document: ConsentDocument) -> dict[str, Any]:
-    return {
-        "language": document.language,
-        "version": document.version,
-        "status": document.status,
-        "content_sha256": document.content_sha256,
-        "ethics_reference": document.ethics_reference,
-        "effective_from": document.effective_from.isoformat() if document.effective_from else None,
-        "requires_reconsent": document.requires_reconsent,
-    }
+# What an event keeps of the row before and after a change.
+DOCUMENT_FIELDS = (
+    "language",
+    "version",
+    "status",
+    "content_sha256",
+    "ethics_reference",
+    "effective_from",
+    "requires_reconsent",
+)
 
 
 def _subject(document: ConsentDocument) -> audit.Subject:
@@ -158,14 +158,13 @@ def create_draft(
     document.content_sha256 = content_sha256(document)
     session.add(document)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "consent_document.draft",
-        entity_type="consent_document",
-        entity_id=document.id,
+        document,
         subject=_subject(document),
-        after=_snapshot(document),
+        after=audit.snapshot(document, DOCUMENT_FIELDS),
     )
     return document
 
@@ -181,7 +180,7 @@ def update_draft(
         raise Invalid("language", errors={"language": ["a version keeps its language"]})
     study = session.get_one(Study, document.study_id)
     _validate(study, content)
-    before = _snapshot(document)
+    before = audit.snapshot(document, DOCUMENT_FIELDS)
     document.title = content.title
     document.body_markdown = content.body_markdown
     document.signer_roles = list(content.signer_roles)
@@ -190,15 +189,14 @@ def update_draft(
     document.quiz_pass_mark = content.quiz_pass_mark
     document.content_sha256 = content_sha256(document)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "consent_document.update",
-        entity_type="consent_document",
-        entity_id=document.id,
+        document,
         subject=_subject(document),
         before=before,
-        after=_snapshot(document),
+        after=audit.snapshot(document, DOCUMENT_FIELDS),
     )
     return document
 
@@ -217,7 +215,7 @@ def approve(
     if approval.effective_from < approval.approved_on:
         raise Invalid("dates", errors={"effective_from": ["cannot be before the approval date"]})
     _require_every_language(session, document)
-    before = _snapshot(document)
+    before = audit.snapshot(document, DOCUMENT_FIELDS)
     document.status = DocumentStatus.APPROVED.value
     document.ethics_reference = approval.ethics_reference
     document.approved_on = approval.approved_on
@@ -225,15 +223,14 @@ def approve(
     document.requires_reconsent = approval.requires_reconsent
     document.approved_by = actor.user_id
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "consent_document.approve",
-        entity_type="consent_document",
-        entity_id=document.id,
+        document,
         subject=_subject(document),
         before=before,
-        after=_snapshot(document),
+        after=audit.snapshot(document, DOCUMENT_FIELDS),
     )
     apply_effective_versions(session, actor, today)
     return document
@@ -291,12 +288,11 @@ def apply_effective_versions(session: Session, actor: Actor, today: dt.date | No
         for document in older:
             document.status = DocumentStatus.SUPERSEDED.value
             superseded += 1
-            audit.record(
+            audit.record_change(
                 session,
                 actor,
                 "consent_document.supersede",
-                entity_type="consent_document",
-                entity_id=document.id,
+                document,
                 subject=_subject(document),
                 after={"superseded_by": str(newer.id), "version": newer.version},
             )
@@ -323,12 +319,11 @@ def _require_reconsent(
         record.status = ConsentStatus.REQUIRES_RECONSENT.value
         if participant.consent_state in (ConsentState.COMPLETE, ConsentState.PENDING):
             participant.consent_state = ConsentState.REQUIRES_RECONSENT.value
-        audit.record(
+        audit.record_change(
             session,
             actor,
             "consent.requires_reconsent",
-            entity_type="consent",
-            entity_id=record.id,
+            record,
             subject=participant_subject(participant),
             after={
                 "status": record.status,
@@ -373,12 +368,11 @@ def record_opened(session: Session, actor: Actor, document: ConsentDocument) -> 
     if actor.role != Role.PATIENT:
         return
     participant = session.get_one(Participant, actor.participant_id)
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "consent_document.open",
-        entity_type="consent_document",
-        entity_id=document.id,
+        document,
         subject=participant_subject(participant),
         after={"version": document.version, "content_sha256": document.content_sha256},
     )

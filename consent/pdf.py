@@ -100,21 +100,19 @@ def signed_copy(session: Session, actor: Actor, consent_id: uuid.UUID) -> Signed
         consent.pdf = render(consent, participant)
         consent.pdf_sha256 = hashlib.sha256(consent.pdf).hexdigest()
         session.flush()
-        audit.record(
+        audit.record_change(
             session,
             actor,
             "consent.pdf_store",
-            entity_type="consent",
-            entity_id=consent.id,
+            consent,
             subject=subject,
             after={"pdf_sha256": consent.pdf_sha256, "bytes": len(consent.pdf)},
         )
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "consent.pdf_download",
-        entity_type="consent",
-        entity_id=consent.id,
+        consent,
         subject=subject,
         after={"pdf_sha256": consent.pdf_sha256},
     )

@@ -152,12 +152,11 @@ def _reauthenticate(
             session, actor, policy, password, purpose="sign", address=client.address
         )
     except Unauthenticated:
-        audit.record(
+        audit.record_change(
             session,
             actor,
             "consent.signature_reauth_failed",
-            entity_type="participant",
-            entity_id=participant.id,
+            participant,
             subject=participant_subject(participant),
         )
         raise
@@ -199,12 +198,11 @@ def _check_quiz(
         )
     correct = sum(a == q["answer"] for a, q in zip(answers, document.quiz, strict=True))
     if correct < (document.quiz_pass_mark or 0):
-        audit.record(
+        audit.record_change(
             session,
             actor,
             "consent.quiz_failed",
-            entity_type="consent_document",
-            entity_id=document.id,
+            document,
             subject=participant_subject(participant),
             after={"correct": correct, "pass_mark": document.quiz_pass_mark},
         )
@@ -283,12 +281,11 @@ def sign(
     signer = _reauthenticate(session, actor, policy, request.password, participant, client)
     credential = credentials.signing_check(signer, hold=policy.signature_hold, now=utcnow())
     if credential.refused:
-        audit.record(
+        audit.record_change(
             session,
             actor,
             "consent.signature_held",
-            entity_type="consent_document",
-            entity_id=document.id,
+            document,
             subject=participant_subject(participant),
             after={"password_set_via": signer.password_set_via, "signer_role": request.role.value},
         )
@@ -339,12 +336,11 @@ def sign(
     session.add(signature)
     session.flush()
     session.refresh(consent, ["signatures"])
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "consent.sign",
-        entity_type="consent",
-        entity_id=consent.id,
+        consent,
         subject=participant_subject(participant),
         after={
             "signature_id": str(signature.id),
@@ -408,12 +404,11 @@ def _complete(session: Session, actor: Actor, consent: Consent, participant: Par
     if participant.status == ParticipantStatus.SCREENING:
         participant.status = ParticipantStatus.CONSENTED.value
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "consent.complete",
-        entity_type="consent",
-        entity_id=consent.id,
+        consent,
         subject=participant_subject(participant),
         before=before,
         after={

@@ -61,12 +61,11 @@ def withdraw(
                 address=address,
             )
         except Unauthenticated:
-            audit.record(
+            audit.record_change(
                 session,
                 actor,
                 "consent.withdraw_reauth_failed",
-                entity_type="consent",
-                entity_id=consent.id,
+                consent,
                 subject=participant_subject(participant),
             )
             raise
@@ -106,12 +105,11 @@ def withdraw(
         reason = "consent withdrawn" if request.scope == "all" else "contact withdrawn"
         sms_cancelled = sms_rules.cancel_participant_messages(session, participant, reason)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "consent.withdraw",
-        entity_type="consent",
-        entity_id=consent.id,
+        consent,
         subject=participant_subject(participant),
         before=before,
         after={

@@ -9,7 +9,7 @@ from sqlalchemy import CursorResult, delete
 from sqlalchemy.orm import Session
 
 from services.actor import Actor
-from services.audit import chain as audit
+from services.audit import integrity
 from services.db import utcnow
 from services.diagnostics import tus
 from services.diagnostics.storage import Storage
@@ -23,7 +23,7 @@ STALE_LOCKOUT_COUNTS = dt.timedelta(days=1)
 
 def seal_audit_trail(session: Session, _actor: Actor) -> str:
     """Pin every chain head, so a deleted tail or chain is detected by `audit verify`."""
-    sealed = audit.seal(session)
+    sealed = integrity.seal(session)
     return f"seal {sealed.seq}" if sealed else "nothing new to seal"
 
 

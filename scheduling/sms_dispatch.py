@@ -145,12 +145,11 @@ def audit_outcome(
     if message.participant_id is None:
         return
     participant = session.get_one(Participant, message.participant_id)
-    audit.record(
+    audit.record_change(
         session,
         Actor.system(request_id=request_id(worker)),
         action,
-        entity_type="sms_message",
-        entity_id=message.id,
+        message,
         subject=audit.Subject(
             study_id=participant.study_id,
             site_id=participant.site_id,

@@ -131,7 +131,7 @@ def _in_batches(bind: sa.Connection) -> Iterator[sa.Row[Any]]:
 
 def _write_cutover_seal() -> None:
     """One keyed seal over today's heads vouches for the plain SHA-256 trail before it."""
-    from services.audit import chain as audit
+    from services.audit import integrity
     from services.audit import key as audit_key
     from services.db import utcnow
     from services.models import AuditSeal
@@ -152,7 +152,7 @@ def _write_cutover_seal() -> None:
         prev_hash=prev,
         key_cutover=True,
     )
-    digest = audit.seal_hash(cutover)
+    digest = integrity.seal_hash(cutover)
     bind.execute(
         seals.insert().values(
             id=cutover.id,

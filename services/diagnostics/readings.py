@@ -331,12 +331,11 @@ def _audit_reading(
     """A flagged reading gets its own event, so coordinators filtering the audit trail
     by action find the alerts."""
     subject = participant_subject(participant)
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "reading.record",
-        entity_type="reading",
-        entity_id=reading.id,
+        reading,
         subject=subject,
         after={
             "type": reading.type,
@@ -350,12 +349,11 @@ def _audit_reading(
         },
     )
     if reading.flagged:
-        audit.record(
+        audit.record_change(
             session,
             actor,
             "reading.flagged",
-            entity_type="reading",
-            entity_id=reading.id,
+            reading,
             subject=subject,
             after={"flag_reasons": list(reading.flag_reasons)},
         )

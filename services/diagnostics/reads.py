@@ -212,12 +212,11 @@ def download(
         raise StoredFileMissing(
             "the stored file is missing; an integrity alert was recorded"
         ) from None
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "upload.download",
-        entity_type="upload",
-        entity_id=upload.id,
+        upload,
         subject=_subject(session, upload.participant_id),
         after={"sha256": upload.sha256, "size_bytes": upload.size_bytes},
     )

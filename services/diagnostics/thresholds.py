@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -68,14 +67,8 @@ def _validate_thresholds(thresholds: Sequence[Threshold]) -> None:
         raise Invalid("invalid reading thresholds", errors=errors)
 
 
-def _threshold_snapshot(threshold: ReadingThreshold | Threshold) -> dict[str, Any]:
-    return {
-        "type": threshold.type,
-        "component": threshold.component,
-        "unit": threshold.unit,
-        "low": threshold.low,
-        "high": threshold.high,
-    }
+# What an event keeps of the row before and after a change.
+THRESHOLD_FIELDS = ("type", "component", "unit", "low", "high")
 
 
 def _thresholds_of(session: Session, study_id: uuid.UUID) -> list[ReadingThreshold]:
@@ -105,7 +98,7 @@ def put_thresholds(
     _validate_thresholds(thresholds)
     # Concurrent replacements of one study's set queue here rather than collide on the keys.
     session.execute(select(Study.id).where(Study.id == study.id).with_for_update())
-    before = [_threshold_snapshot(row) for row in _thresholds_of(session, study.id)]
+    before = [audit.snapshot(row, THRESHOLD_FIELDS) for row in _thresholds_of(session, study.id)]
     session.execute(delete(ReadingThreshold).where(ReadingThreshold.study_id == study.id))
     session.add_all(
         ReadingThreshold(
@@ -120,14 +113,13 @@ def put_thresholds(
         for threshold in thresholds
     )
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "study.reading_thresholds",
-        entity_type="study",
-        entity_id=study.id,
+        study,
         subject=audit.Subject(study_id=study.id),
         before={"thresholds": before},
-        after={"thresholds": [_threshold_snapshot(t) for t in thresholds]},
+        after={"thresholds": [audit.snapshot(t, THRESHOLD_FIELDS) for t in thresholds]},
     )
     return _thresholds_of(session, study.id)

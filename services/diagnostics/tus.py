@@ -128,12 +128,11 @@ def _audit(
 ) -> None:
     participant = session.get(Participant, transfer.participant_id)
     assert participant is not None  # a foreign key
-    audit.record(
+    audit.record_change(
         session,
         actor,
         action,
-        entity_type="tus_transfer",
-        entity_id=transfer.id,
+        transfer,
         subject=participant_subject(participant),
         before={"offset_bytes": transfer.offset_bytes, "length_bytes": transfer.length_bytes},
         after=after,

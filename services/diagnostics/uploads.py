@@ -271,12 +271,11 @@ def finish(
         if original is None:
             raise
         return original, False
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "upload.create",
-        entity_type="upload",
-        entity_id=upload.id,
+        upload,
         subject=participant_subject(target.participant),
         after={
             "kind": upload.kind,

@@ -86,12 +86,11 @@ def _record(
     before: dict[str, Any] | None,
     after: dict[str, Any],
 ) -> None:
-    audit.record(
+    audit.record_change(
         session,
         actor,
         f"questionnaire.{action}",
-        entity_type="questionnaire",
-        entity_id=questionnaire.id,
+        questionnaire,
         subject=audit.Subject(study_id=questionnaire.study_id),
         before=before,
         after=after,

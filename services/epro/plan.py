@@ -166,12 +166,11 @@ def plan_participant(session: Session, actor: Actor, participant: Participant) -
         rows.extend(new)
     if rows:
         session.execute(insert(EproInstance), rows)
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "epro.plan",
-        entity_type="participant",
-        entity_id=participant.id,
+        participant,
         subject=participant_subject(participant),
         after={"instances": dict(planned)},
     )
@@ -223,12 +222,11 @@ def plan_published(session: Session, actor: Actor, questionnaire: Questionnaire)
     rows = [row for row in candidates if (row["participant_id"], row["slot"]) not in covered]
     if rows:
         session.execute(insert(EproInstance), rows)
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "epro.plan",
-        entity_type="questionnaire",
-        entity_id=questionnaire.id,
+        questionnaire,
         subject=audit.Subject(study_id=questionnaire.study_id),
         after={
             "version": questionnaire.version,
@@ -272,12 +270,11 @@ def cancel_future(session: Session, actor: Actor, participant: Participant, reas
         .execution_options(synchronize_session=False)
     ).all()
     if cancelled:
-        audit.record(
+        audit.record_change(
             session,
             actor,
             "epro.cancel",
-            entity_type="participant",
-            entity_id=participant.id,
+            participant,
             subject=participant_subject(participant),
             after={"instances_cancelled": len(cancelled)},
             reason=reason,
@@ -299,7 +296,7 @@ def follow_visit(session: Session, actor: Actor, visit: Visit) -> None:
     zone = ZoneInfo(participant.user.timezone)
     cancelled = []
     for instance in instances:
-        before = _window_snapshot(instance)
+        before = audit.snapshot(instance, WINDOW_FIELDS)
         if visit.status == VisitStatus.CANCELLED:
             instance.status = InstanceStatus.CANCELLED.value
             instance.cancel_reason = "visit cancelled"
@@ -311,14 +308,13 @@ def follow_visit(session: Session, actor: Actor, visit: Visit) -> None:
             instance.opens_at, instance.closes_at = window(
                 questionnaire.schedule, instance.local_date, zone
             )
-        after = _window_snapshot(instance)
+        after = audit.snapshot(instance, WINDOW_FIELDS)
         if after != before:
-            audit.record(
+            audit.record_change(
                 session,
                 actor,
                 "epro.instance.follow_visit",
-                entity_type="epro_instance",
-                entity_id=instance.id,
+                instance,
                 subject=participant_subject(participant),
                 before=before,
                 after=after,
@@ -328,12 +324,8 @@ def follow_visit(session: Session, actor: Actor, visit: Visit) -> None:
     sms_rules.cancel_instance_reminders(session, cancelled, "visit cancelled")
 
 
-def _window_snapshot(instance: EproInstance) -> dict[str, str]:
-    return {
-        "status": instance.status,
-        "opens_at": instance.opens_at.isoformat(),
-        "closes_at": instance.closes_at.isoformat(),
-    }
+# What an event keeps of the row before and after a change.
+WINDOW_FIELDS = ("status", "opens_at", "closes_at")
 
 
 def close_windows(

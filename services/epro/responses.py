@@ -147,12 +147,11 @@ def _audit_submission(
     session: Session, actor: Actor, participant: Participant, response: EproResponse
 ) -> None:
     """The response row is the record of the answers: the event names the items only."""
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "epro.response.submit",
-        entity_type="epro_response",
-        entity_id=response.id,
+        response,
         subject=participant_subject(participant),
         after={
             "instance_id": str(response.instance_id),
@@ -381,12 +380,11 @@ def correct(
             session.add(correction)
     except IntegrityError:
         raise Conflict("the response was corrected meanwhile; read it and retry") from None
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "epro.response.correct",
-        entity_type="epro_response",
-        entity_id=correction.id,
+        correction,
         subject=participant_subject(session.get_one(Participant, latest.participant_id)),
         before={"version": latest.version, "answers": {i: before.get(i) for i in changed}},
         after={

@@ -160,12 +160,11 @@ def _advance(
     if error_code is not None:
         message.error_code, message.error_message = error_code, error_text(error_code)
     if message.participant_id is not None:
-        audit.record(
+        audit.record_change(
             session,
             Actor.system(request_id),
             "sms.status",
-            entity_type="sms_message",
-            entity_id=message.id,
+            message,
             subject=_subject(session, message.user_id),
             before={"status": before},
             after={"status": new.value, "error_code": error_code},

@@ -154,12 +154,11 @@ def put_my_preferences(session: Session, actor: Actor, change: PreferenceChange)
     row.send_from, row.send_until = change.send_from, change.send_until
     session.add(row)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "user.notification_preferences",
-        entity_type="user",
-        entity_id=user.id,
+        user,
         subject=_preference_subject(session, actor),
         before=before,
         after=asdict(change),
@@ -248,12 +247,8 @@ def _stripped(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-def _settings_snapshot(settings: SmsSettings) -> dict[str, Any]:
-    return {
-        "sender_name": settings.sender_name,
-        "help_contact": settings.help_contact,
-        "rules": settings.rules,
-    }
+# What an event keeps of the row before and after a change.
+SETTINGS_FIELDS = ("sender_name", "help_contact", "rules")
 
 
 def put_study_settings(
@@ -276,14 +271,13 @@ def put_study_settings(
     session.add(row)
     session.flush()
     after = settings_of(session, study.id)
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "study.sms_settings",
-        entity_type="study",
-        entity_id=study.id,
+        study,
         subject=audit.Subject(study_id=study.id),
-        before=_settings_snapshot(before) if before.updated_at else None,
-        after=_settings_snapshot(after),
+        before=audit.snapshot(before, SETTINGS_FIELDS) if before.updated_at else None,
+        after=audit.snapshot(after, SETTINGS_FIELDS),
     )
     return after

@@ -86,7 +86,7 @@ def future_visits(
 def _state(user: User) -> dict[str, Any]:
     """Every field update_user may change, comparable before and after (memberships
     sorted: their order carries no meaning)."""
-    state = people.user_snapshot(user)
+    state = audit.snapshot(user, people.USER_FIELDS)
     state["site_ids"] = sorted(state["site_ids"])
     state["study_ids"] = sorted(state["study_ids"])
     state.update(full_name=user.full_name, email=user.email, phone=user.phone)
@@ -141,21 +141,10 @@ def update_user(
             elif name == "study_ids":
                 user.studies = people.studies_for(session, role, value)
     after = _state(user)
-    changed = [name for name in after if after[name] != before[name]]
-    if not changed:
-        return user
-    if set(changed) & people.CONTACT_CHANNELS:
+    if any(after[name] != before[name] for name in people.CONTACT_CHANNELS):
         user.contact_changed_by_staff_at = utcnow()
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        "user.update",
-        entity_type="user",
-        entity_id=user.id,
-        subject=_subject(user),
-        before={name: before[name] for name in changed},
-        after={name: after[name] for name in changed},
+    audit.record_update(
+        session, actor, "user.update", user, subject=_subject(user), before=before, after=after
     )
     return user
 
@@ -209,12 +198,11 @@ def _set_active(session: Session, actor: Actor, user: User, active: bool, reason
         )
     user.is_active = active
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "user.reactivate" if active else "user.deactivate",
-        entity_type="user",
-        entity_id=user.id,
+        user,
         subject=_subject(user),
         before={"is_active": not active},
         after={"is_active": active},
@@ -233,12 +221,11 @@ def unlock(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) -> U
     before = {"failed_logins": user.failed_logins, "lockouts": lockouts}
     lockout.clear_all(session, user)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "user.unlock",
-        entity_type="user",
-        entity_id=user.id,
+        user,
         subject=_subject(user),
         before=before,
         after={"failed_logins": 0, "lockouts": 0},

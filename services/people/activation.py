@@ -57,12 +57,7 @@ def reissue_for_user(session: Session, actor: Actor, user_id: uuid.UUID) -> str:
     coordinators of a nurse's sites)."""
     user = get_visible(session, visible_users(actor), user_id, "user")
     code = issue_activation_code(session, user)
-    audit.record(
-        session,
-        actor,
-        "user.activation_code_issued",
-        entity_type="user",
-        entity_id=user.id,
-        subject=audit.Subject(user_id=user.id),
+    audit.record_change(
+        session, actor, "user.activation_code_issued", user, subject=audit.Subject(user_id=user.id)
     )
     return code

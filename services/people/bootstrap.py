@@ -10,7 +10,7 @@ from services import passwords
 from services.actor import Actor, Role
 from services.audit import chain as audit
 from services.models import User
-from services.people.participants import set_email, user_snapshot
+from services.people.participants import USER_FIELDS, set_email
 from services.validation import language_code, person_name, timezone_name
 
 
@@ -29,14 +29,13 @@ def create_admin(
     set_email(session, user, email)
     session.add(user)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         Actor.system(),
         "user.create",
-        entity_type="user",
-        entity_id=user.id,
+        user,
         subject=audit.Subject(user_id=user.id),
-        after=user_snapshot(user),
+        after=audit.snapshot(user, USER_FIELDS),
         reason="created from the command line",
     )
     return user

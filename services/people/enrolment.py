@@ -33,12 +33,11 @@ def enroll(
     session.flush()
     visits.plan_visits(session, actor, participant)
     epro_plan.plan_participant(session, actor, participant)
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "participant.enroll",
-        entity_type="participant",
-        entity_id=participant.id,
+        participant,
         subject=participant_subject(participant),
         before={"status": ParticipantStatus.CONSENTED.value},
         after={"status": participant.status, "baseline_date": baseline_date.isoformat()},

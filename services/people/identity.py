@@ -72,15 +72,8 @@ def record_account_event(
 ) -> None:
     """An event about an account (its entity is the user), by `actor`: for acts before
     log-in that is `actor.as_account(...)`, the account concerned."""
-    audit.record(
-        session,
-        actor,
-        action,
-        entity_type="user",
-        entity_id=user.id,
-        subject=subject or _subject(user),
-        after=after,
-        reason=reason,
+    audit.record_change(
+        session, actor, action, user, subject=subject or _subject(user), after=after, reason=reason
     )
 
 
@@ -197,12 +190,11 @@ def _revoke(
 ) -> None:
     auth_session.revoked_at = utcnow()
     auth_session.revoked_reason = reason
-    audit.record(
+    audit.record_change(
         session,
         actor.as_account(user.id, user.role),
         f"auth.{reason}",
-        entity_type="auth_session",
-        entity_id=auth_session.id,
+        auth_session,
         subject=_subject(user),
     )
 

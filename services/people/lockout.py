@@ -93,34 +93,31 @@ def count_failure(
     set_committed_value(user, "failed_logins", user_failures)
     subject = audit.Subject(user_id=user.id)
     acting = actor.as_account(user.id, user.role)
-    audit.record(
+    audit.record_change(
         session,
         acting,
         action,
-        entity_type="user",
-        entity_id=user.id,
+        user,
         subject=subject,
         after={"failed_logins": user.failed_logins, "from_address": key[:16]},
     )
     if row.failures >= policy.max_failures:
         row.locked_until = now + policy.lockout
         row.failures = 0
-        audit.record(
+        audit.record_change(
             session,
             acting,
             "auth.lockout",
-            entity_type="user",
-            entity_id=user.id,
+            user,
             subject=subject,
             after={"locked_until": row.locked_until.isoformat(), "from_address": key[:16]},
         )
     if user.failed_logins % policy.alert_ceiling == 0:
-        audit.record(
+        audit.record_change(
             session,
             acting,
             "security.alert.password_guessing",
-            entity_type="user",
-            entity_id=user.id,
+            user,
             subject=subject,
             after={"failed_logins": user.failed_logins},
         )

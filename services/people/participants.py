@@ -167,14 +167,13 @@ def create_staff(session: Session, actor: Actor, data: NewStaff) -> tuple[User, 
     set_phone(session, user, data.phone, None)
     session.add(user)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "user.create",
-        entity_type="user",
-        entity_id=user.id,
+        user,
         subject=audit.Subject(user_id=user.id),
-        after=user_snapshot(user),
+        after=audit.snapshot(user, USER_FIELDS),
     )
     return user, issue_activation_code(session, user)
 
@@ -209,25 +208,16 @@ def studies_for(session: Session, role: Role, study_ids: list[uuid.UUID]) -> lis
     return studies
 
 
-def user_snapshot(user: User) -> dict[str, Any]:
-    return {
-        "role": user.role,
-        "locale": user.locale,
-        "timezone": user.timezone,
-        "is_active": user.is_active,
-        "site_ids": [str(site_id) for site_id in user.site_ids],
-        "study_ids": [str(study_id) for study_id in user.study_ids],
-    }
+# What an event keeps of the row before and after a change.
+USER_FIELDS = ("role", "locale", "timezone", "is_active", "site_ids", "study_ids")
+PARTICIPANT_FIELDS = ("subject_code", "status", "site_id")
 
 
 def participant_snapshot(participant: Participant) -> dict[str, Any]:
-    return {
-        "subject_code": participant.subject_code,
-        "status": participant.status,
-        "site_id": str(participant.site_id),
-        "locale": participant.user.locale,
-        "timezone": participant.user.timezone,
-    }
+    """A participation with the account settings that go with it."""
+    return audit.snapshot(participant, PARTICIPANT_FIELDS) | audit.snapshot(
+        participant.user, ("locale", "timezone")
+    )
 
 
 def participant_subject(participant: Participant) -> audit.Subject:
@@ -292,12 +282,11 @@ def create_participant(
     )
     session.add(participant)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "participant.create",
-        entity_type="participant",
-        entity_id=participant.id,
+        participant,
         subject=participant_subject(participant),
         after=participant_snapshot(participant),
     )
@@ -340,12 +329,11 @@ def update_participant(
     session.flush()
     after = participant_snapshot(participant)
     after.update({name: audit.REDACTED for name in changes if name in audit.DIRECT_IDENTIFIERS})
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "participant.update",
-        entity_type="participant",
-        entity_id=participant.id,
+        participant,
         subject=participant_subject(participant),
         before=before,
         after=after,
@@ -383,12 +371,11 @@ def reissue_activation_code(session: Session, actor: Actor, participant_id: uuid
     participant = get_visible(session, visible_participants(actor), participant_id, "participant")
     code = issue_activation_code(session, participant.user)
     sms_rules.plan_activation_sms(session, participant.user, code)
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "participant.activation_code_issued",
-        entity_type="participant",
-        entity_id=participant.id,
+        participant,
         subject=participant_subject(participant),
     )
     return code

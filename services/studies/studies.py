@@ -62,14 +62,13 @@ def create_study(session: Session, actor: Actor, data: NewStudy) -> Study:
     )
     session.add(study)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "study.create",
-        entity_type="study",
-        entity_id=study.id,
+        study,
         subject=audit.Subject(study_id=study.id),
-        after=study_snapshot(study),
+        after=audit.snapshot(study, STUDY_FIELDS),
     )
     return study
 
@@ -90,25 +89,19 @@ def create_site(session: Session, actor: Actor, study_id: uuid.UUID, data: NewSi
     )
     session.add(site)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "site.create",
-        entity_type="site",
-        entity_id=site.id,
+        site,
         subject=audit.Subject(study_id=study.id, site_id=site.id),
-        after=site_snapshot(site),
+        after=audit.snapshot(site, SITE_FIELDS),
     )
     return site
 
 
-def study_snapshot(study: Study) -> dict[str, object]:
-    return {
-        "code": study.code,
-        "title": study.title,
-        "languages": study.languages,
-        "default_timezone": study.default_timezone,
-    }
+# What an event keeps of the row before and after a change.
+STUDY_FIELDS = ("code", "title", "languages", "default_timezone")
 
 
 def _languages(raw: list[str]) -> list[str]:
@@ -168,7 +161,7 @@ def update_study(
     require_role(actor, Role.ADMIN)
     study = get_visible(session, visible_studies(actor), study_id, "study")
     _refuse_fields(changes, STUDY_UPDATABLE, STUDY_FIXED)
-    before = study_snapshot(study)
+    before = audit.snapshot(study, STUDY_FIELDS)
     if "title" in changes:
         title = str(changes["title"]).strip()
         if not title:
@@ -193,14 +186,14 @@ def update_study(
                 )
             )
         study.languages = languages
-    _record_changes(
+    audit.record_update(
         session,
         actor,
-        "study",
-        study.id,
-        audit.Subject(study_id=study.id),
-        before,
-        study_snapshot(study),
+        "study.update",
+        study,
+        subject=audit.Subject(study_id=study.id),
+        before=before,
+        after=audit.snapshot(study, STUDY_FIELDS),
     )
     return study
 
@@ -212,7 +205,7 @@ def update_site(
     require_role(actor, Role.ADMIN)
     site = get_visible(session, visible_sites(actor), site_id, "site")
     _refuse_fields(changes, SITE_UPDATABLE, SITE_FIXED)
-    before = site_snapshot(site)
+    before = audit.snapshot(site, SITE_FIELDS)
     if "name" in changes:
         name = str(changes["name"]).strip()
         if not name:
@@ -221,41 +214,17 @@ def update_site(
     if "timezone" in changes:
         site.timezone = timezone_name(changes["timezone"])
     subject = audit.Subject(study_id=site.study_id, site_id=site.id)
-    _record_changes(session, actor, "site", site.id, subject, before, site_snapshot(site))
+    audit.record_update(
+        session,
+        actor,
+        "site.update",
+        site,
+        subject=subject,
+        before=before,
+        after=audit.snapshot(site, SITE_FIELDS),
+    )
     return site
 
 
-def _record_changes(
-    session: Session,
-    actor: Actor,
-    entity_type: str,
-    entity_id: uuid.UUID,
-    subject: audit.Subject,
-    before: dict[str, object],
-    after: dict[str, object],
-) -> None:
-    """Audit what a PATCH changed, field by field; a PATCH that changed nothing leaves
-    no event."""
-    changed = [name for name in after if after[name] != before[name]]
-    if not changed:
-        return
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        f"{entity_type}.update",
-        entity_type=entity_type,
-        entity_id=entity_id,
-        subject=subject,
-        before={name: before[name] for name in changed},
-        after={name: after[name] for name in changed},
-    )
-
-
-def site_snapshot(site: Site) -> dict[str, object]:
-    return {
-        "code": site.code,
-        "name": site.name,
-        "country": site.country,
-        "timezone": site.timezone,
-    }
+# What an event keeps of the row before and after a change.
+SITE_FIELDS = ("code", "name", "country", "timezone")

@@ -111,28 +111,22 @@ def _record(
     reason: str | None = None,
 ) -> None:
     """One audit event about a visit, in its participant's chain."""
-    audit.record(
+    audit.record_change(
         session,
         actor,
         action,
-        entity_type="visit",
-        entity_id=visit.id,
+        visit,
         subject=audit.Subject(
             study_id=visit.study_id, site_id=visit.site_id, participant_id=visit.participant_id
         ),
         before=before,
-        after=_snapshot(visit) if after is None else after,
+        after=audit.snapshot(visit, VISIT_FIELDS) if after is None else after,
         reason=reason,
     )
 
 
-def _snapshot(visit: Visit) -> dict[str, object]:
-    return {
-        "status": visit.status,
-        "nurse_id": str(visit.nurse_id) if visit.nurse_id else None,
-        "start_at": visit.start_at.isoformat() if visit.start_at else None,
-        "end_at": visit.end_at.isoformat() if visit.end_at else None,
-    }
+# What an event keeps of the row before and after a change.
+VISIT_FIELDS = ("status", "nurse_id", "start_at", "end_at")
 
 
 def plan_visits(session: Session, actor: Actor, participant: Participant) -> list[Visit]:
@@ -168,12 +162,11 @@ def plan_visits(session: Session, actor: Actor, participant: Participant) -> lis
         session.add(visit)
         visits.append(visit)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "visit.plan",
-        entity_type="participant",
-        entity_id=participant.id,
+        participant,
         subject=participant_subject(participant),
         after={
             "visits": [{"code": v.code, "target_date": v.target_date.isoformat()} for v in visits]
@@ -272,7 +265,7 @@ def book(
         participant_id=participant.id,
     ):
         raise Conflict("the participant has another visit at that time")
-    before = _snapshot(visit)
+    before = audit.snapshot(visit, VISIT_FIELDS)
     visit.nurse_id, visit.start_at, visit.end_at, visit.busy_until = (
         nurse.id,
         booking.start,
@@ -390,7 +383,7 @@ def transition(
     _check_transition(visit, status)
     if status in (VisitStatus.CONFIRMED, VisitStatus.IN_PROGRESS):
         require_current_consent(session.get_one(Participant, visit.participant_id))
-    before = _snapshot(visit)
+    before = audit.snapshot(visit, VISIT_FIELDS)
     if at is not None and at > utcnow() + CLOCK_TOLERANCE:
         raise Invalid("at", errors={"at": ["cannot be in the future: it is when it happened"]})
     now = at or utcnow()
@@ -442,7 +435,7 @@ def cancel_future(session: Session, actor: Actor, participant: Participant, reas
         )
     ).all()
     for visit in open_visits:
-        before = _snapshot(visit)
+        before = audit.snapshot(visit, VISIT_FIELDS)
         visit.status, visit.cancel_reason = VisitStatus.CANCELLED.value, reason
         _record(session, actor, "visit.cancelled", visit, before=before, reason=reason)
     session.flush()
@@ -469,7 +462,7 @@ def mark_missed(session: Session, actor: Actor, now: dt.datetime | None = None) 
         # booked time has passed.
         if visit.window_end >= local_today or (visit.end_at and visit.end_at > now):
             continue
-        before = _snapshot(visit)
+        before = audit.snapshot(visit, VISIT_FIELDS)
         visit.status = VisitStatus.MISSED.value
         missed += 1
         _record(

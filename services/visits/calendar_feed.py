@@ -51,12 +51,11 @@ def issue_token(session: Session, actor: Actor) -> str:
     profile.calendar_token_hash = _digest(token)
     session.add(profile)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "nurse.calendar_token",
-        entity_type="user",
-        entity_id=user.id,
+        user,
         subject=audit.Subject(user_id=user.id),
         after={"feed": "rotated" if rotated else "issued"},
     )

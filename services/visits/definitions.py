@@ -86,17 +86,17 @@ def _validate(definitions: Sequence[Definition]) -> None:
         raise Invalid("invalid visit definitions", errors=errors)
 
 
-def _snapshot(definition: VisitDefinition | Definition) -> dict[str, object]:
-    return {
-        "code": definition.code,
-        "name": definition.name,
-        "day": definition.day,
-        "window_before": definition.window_before,
-        "window_after": definition.window_after,
-        "duration_minutes": definition.duration_minutes,
-        "location": definition.location,
-        "procedures": list(definition.procedures),
-    }
+# What an event keeps of the row before and after a change.
+DEFINITION_FIELDS = (
+    "code",
+    "name",
+    "day",
+    "window_before",
+    "window_after",
+    "duration_minutes",
+    "location",
+    "procedures",
+)
 
 
 def _study_for_staff(session: Session, actor: Actor, study_id: uuid.UUID) -> Study:
@@ -177,7 +177,7 @@ def put_definitions(
     if refusals:
         raise Conflict("; ".join(refusals))
 
-    before = [_snapshot(d) for d in current.values()]
+    before = [audit.snapshot(d, DEFINITION_FIELDS) for d in current.values()]
     for code, existing in current.items():
         if code not in wanted:
             session.delete(existing)
@@ -189,14 +189,13 @@ def put_definitions(
             setattr(row, name, value)
         session.add(row)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "study.visit_definitions",
-        entity_type="study",
-        entity_id=study.id,
+        study,
         subject=audit.Subject(study_id=study.id),
         before={"definitions": before},
-        after={"definitions": [_snapshot(d) for d in definitions]},
+        after={"definitions": [audit.snapshot(d, DEFINITION_FIELDS) for d in definitions]},
     )
     return _ordered(session, study.id)

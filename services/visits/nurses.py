@@ -81,12 +81,11 @@ def set_availability(
     for start, end in availability.time_off:
         session.add(NurseTimeOff(nurse_id=nurse.id, start_at=start, end_at=end))
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "nurse.availability",
-        entity_type="user",
-        entity_id=nurse.id,
+        nurse,
         subject=audit.Subject(user_id=nurse.id),
         after={
             "timezone": profile.timezone,
@@ -191,12 +190,11 @@ def set_delegation(
     delegation.delegated_by = cast(uuid.UUID, actor.user_id)  # a coordinator is signed in
     session.add(delegation)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor,
         "nurse.delegation",
-        entity_type="delegation",
-        entity_id=delegation.id,
+        delegation,
         subject=audit.Subject(study_id=study_id, user_id=nurse.id),
         before=before,
         after={"study_id": str(study_id), "training_valid_until": valid_until.isoformat()},

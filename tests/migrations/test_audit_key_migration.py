@@ -19,6 +19,7 @@ from api.cli import alembic_config
 from services import crypto
 from services.actor import Actor
 from services.audit import chain as audit
+from services.audit import integrity
 from services.audit import key as audit_key
 from services.audit.models import REASON_PURPOSE
 from services.db import UtcDateTime
@@ -95,7 +96,9 @@ def write_legacy_trail(engine: Engine) -> list[dict[str, Any]]:
         conn.execute(OLD_EVENTS.insert(), events)
         conn.execute(HEADS.insert(), [{"chain": CHAIN, "seq": 2, "hash": events[-1]["hash"]}])
         conn.execute(OLD_SEALS.insert(), [item])
-        conn.execute(HEADS.insert(), [{"chain": audit.SEAL_CHAIN, "seq": 1, "hash": item["hash"]}])
+        conn.execute(
+            HEADS.insert(), [{"chain": integrity.SEAL_CHAIN, "seq": 1, "hash": item["hash"]}]
+        )
     return events
 
 
@@ -118,11 +121,11 @@ def migrated(app, fresh_url: str, fresh_engine: Engine) -> Iterator[Session]:  #
 def test_a_legacy_trail_still_verifies_under_a_keyed_cutover_seal(migrated):
     session = migrated
 
-    assert audit.verify(session) == (2, None)
+    assert integrity.verify(session) == (2, None)
     cutover = session.scalars(sa.select(AuditSeal).where(AuditSeal.key_cutover)).one()
     assert cutover.seq == 2
     assert cutover.heads[CHAIN][0] == 2
-    assert audit_key.matches(audit.seal_hash(cutover), cutover.hash)
+    assert audit_key.matches(integrity.seal_hash(cutover), cutover.hash)
 
 
 def test_legacy_reasons_are_encrypted_and_still_read(migrated):
@@ -160,8 +163,8 @@ def test_new_events_after_the_cutover_are_keyed_and_verify(migrated):
 
     assert new.seq == 3
     assert new.hash == audit.event_hash(new)
-    assert audit.seal(session) is not None
-    assert audit.verify(session) == (3, None)
+    assert integrity.seal(session) is not None
+    assert integrity.verify(session) == (3, None)
 
 
 def test_a_legacy_event_rewritten_with_plain_sha256_is_caught(migrated):
@@ -175,7 +178,7 @@ def test_a_legacy_event_rewritten_with_plain_sha256_is_caught(migrated):
         )  # fmt: skip
     session.execute(sa.update(HEADS).where(HEADS.c.chain == CHAIN).values(hash=forged[-1]["hash"]))
 
-    _, broken = audit.verify(session)
+    _, broken = integrity.verify(session)
 
     assert broken is not None
     assert broken.problem == "differs from the key cut-over seal: the chain was rewritten"
@@ -190,7 +193,7 @@ def test_a_plain_sha256_event_after_the_cutover_is_caught(migrated):
         sa.update(HEADS).where(HEADS.c.chain == CHAIN).values(seq=3, hash=appended["hash"])
     )
 
-    checked, broken = audit.verify(session)
+    checked, broken = integrity.verify(session)
 
     assert checked == 2
     assert broken is not None

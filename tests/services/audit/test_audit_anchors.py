@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from scheduling.runner import build_scheduler
 from services.audit import chain as audit
+from services.audit import integrity
 from services.audit import key as audit_key
 from services.models import AuditEvent, AuditSeal
 from tests.services.audit import test_audit_tamper
@@ -57,7 +58,7 @@ def test_a_days_seals_are_exported_as_json_lines_and_match(app, db, tmp_path):
         db, ACTOR, "thing.change", entity_type="thing", entity_id=None,
         subject=audit.Subject(study_id=uuid.uuid4()),
     )  # fmt: skip
-    audit.seal(db)
+    integrity.seal(db)
 
     anchor = export(app, tmp_path, dt.datetime.now(dt.UTC).date())
 
@@ -88,11 +89,11 @@ def test_deleting_the_newest_seal_and_the_events_after_the_last_one_left_is_caug
         db, ACTOR, "thing.change", entity_type="thing", entity_id=None,
         subject=audit.Subject(participant_id=uuid.UUID(chain.split(":")[1])),
     )  # fmt: skip
-    newest = audit.seal(db)
+    newest = integrity.seal(db)
     anchor = export(app, tmp_path, dt.datetime.now(dt.UTC).date())
 
     db.execute(delete(AuditSeal).where(AuditSeal.seq == newest.seq))
-    wind_head(db, audit.SEAL_CHAIN, first.seq, first.hash)
+    wind_head(db, integrity.SEAL_CHAIN, first.seq, first.hash)
     db.execute(delete(AuditEvent).where(AuditEvent.id == more.id))
     wind_head(db, chain, more.seq - 1, more.prev_hash)
     db.expire_all()

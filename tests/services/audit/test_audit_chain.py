@@ -22,6 +22,7 @@ from scheduling.runner import run_job
 from services import crypto
 from services.actor import Actor, Role
 from services.audit import chain as audit
+from services.audit import integrity
 from services.audit.models import REASON_PURPOSE
 from services.errors import Conflict
 from services.models import AuditChainHead, AuditEvent, AuditSeal
@@ -112,7 +113,7 @@ def test_direct_identifiers_are_recorded_by_name_only(db):
 def test_verify_passes_on_an_intact_trail(app, db):
     make_world(db)
     three_events(db)
-    checked, broken = audit.verify(db)
+    checked, broken = integrity.verify(db)
 
     assert broken is None
     assert checked == count(db, AuditEvent)
@@ -161,7 +162,7 @@ def test_verify_detects_a_deleted_chain_through_the_seal(app, tamperable):
     db = tamperable
     make_world(db)
     first, _, _ = three_events(db)
-    assert audit.seal(db) is not None
+    assert integrity.seal(db) is not None
 
     # Erase the chain and its head: only the seal still remembers it.
     db.execute(text("DELETE FROM audit_events WHERE chain = :c"), {"c": first.chain})
@@ -176,7 +177,7 @@ def test_verify_detects_a_rewritten_chain_through_the_seal(app, tamperable):
     caught by the seal."""
     db = tamperable
     _, _, third = three_events(db)
-    audit.seal(db)
+    integrity.seal(db)
 
     db.execute(
         text("UPDATE audit_events SET reason = :r WHERE chain = :c AND seq = 3"),
@@ -217,7 +218,7 @@ def test_an_event_is_rolled_back_with_its_change(db):
     assert count(db, AuditEvent) == events_before
     heads = db.scalars(select(AuditChainHead.chain)).all()
     assert site_chain not in heads
-    assert audit.verify(db)[1] is None
+    assert integrity.verify(db)[1] is None
 
 
 def test_seal_job_writes_a_seal_only_when_something_changed(db):
@@ -232,7 +233,7 @@ def test_seal_job_writes_a_seal_only_when_something_changed(db):
     assert housekeeping.seal_audit_trail(db, system) == "seal 2"
     seals = db.scalars(select(AuditSeal).order_by(AuditSeal.seq)).all()
     assert seals[1].prev_hash == seals[0].hash
-    assert audit.verify(db)[1] is None
+    assert integrity.verify(db)[1] is None
 
 
 def test_seal_job_runs_in_its_own_committed_transaction(app, db):
@@ -242,7 +243,7 @@ def test_seal_job_runs_in_its_own_committed_transaction(app, db):
 
     sealed = db.scalars(select(AuditSeal)).one()
     heads = {h.chain: [h.seq, h.hash] for h in db.scalars(select(AuditChainHead))}
-    heads.pop(audit.SEAL_CHAIN)
+    heads.pop(integrity.SEAL_CHAIN)
     assert sealed.heads == heads
 
 
@@ -250,7 +251,7 @@ def test_postgresql_refuses_to_update_or_delete_audit_rows(db, dialect):
     if dialect != "postgresql":
         pytest.skip("the append-only trigger exists on PostgreSQL only")
     first, _, _ = three_events(db)
-    audit.seal(db)
+    integrity.seal(db)
 
     for statement in (
         "UPDATE audit_events SET reason = 'edited'",

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from services.actor import Actor, Role
 from services.audit import chain as audit
+from services.audit import integrity
 from services.audit import key as audit_key
 from services.models import AuditChainHead, AuditEvent, AuditSeal
 
@@ -78,7 +79,7 @@ def sealed_chain(db: Session, length: int = 4) -> str:
         db, ACTOR, "other.change", entity_type="thing", entity_id=None,
         subject=audit.Subject(site_id=uuid.uuid4()),
     )  # fmt: skip
-    assert audit.seal(db) is not None
+    assert integrity.seal(db) is not None
     return subject.chain
 
 
@@ -120,9 +121,9 @@ def reseal(db: Session, forge: Forge) -> None:
     for item in db.scalars(select(AuditSeal).order_by(AuditSeal.seq)).all():
         item.heads = {chain: current.get(chain, pinned) for chain, pinned in item.heads.items()}
         item.prev_hash = prev
-        item.hash = prev = forge(audit.SEAL_MAC, audit.seal_payload(item))
+        item.hash = prev = forge(integrity.SEAL_MAC, integrity.seal_payload(item))
     db.flush()
-    wind_head(db, audit.SEAL_CHAIN, current[audit.SEAL_CHAIN][0], prev)
+    wind_head(db, integrity.SEAL_CHAIN, current[integrity.SEAL_CHAIN][0], prev)
     db.expire_all()
 
 
