@@ -14,11 +14,36 @@ from flask import Flask, Response, g, json, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from api import db
-from services.errors import DomainError, TooManyAttempts
+from services import errors as domain
+from services.diagnostics.reads import StoredFileMissing
+from services.diagnostics.tus import ChecksumMismatch
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://dct.example/problems/"
 log = logging.getLogger("dct.errors")
+
+# The HTTP status and reason phrase that answer each kind of domain error; an error
+# takes the entry of the nearest class in its ancestry. The titles are the reason
+# phrases of RFC 9110 (460 is tus's checksum extension, not a registered status).
+STATUSES: dict[type[domain.DomainError], tuple[int, str]] = {
+    domain.DomainError: (400, "Bad Request"),
+    domain.Unauthenticated: (401, "Unauthorized"),
+    domain.Forbidden: (403, "Forbidden"),
+    domain.NotFound: (404, "Not Found"),
+    domain.Conflict: (409, "Conflict"),
+    domain.TooLarge: (413, "Content Too Large"),
+    domain.UnsupportedType: (415, "Unsupported Media Type"),
+    domain.Invalid: (422, "Unprocessable Entity"),
+    domain.TooManyAttempts: (429, "Too Many Requests"),
+    ChecksumMismatch: (460, "Checksum Mismatch"),
+    StoredFileMissing: (500, "Internal Server Error"),
+    domain.Unavailable: (503, "Service Unavailable"),
+}
+
+
+def status_of(error: type[domain.DomainError]) -> tuple[int, str]:
+    """The status and title answering a kind of domain error."""
+    return next(STATUSES[kind] for kind in error.__mro__ if kind in STATUSES)
 
 
 class ProblemSchema(ma.Schema):
@@ -59,20 +84,21 @@ def problem(
     return response
 
 
-def _domain_error(error: DomainError) -> Response:
-    if error.keep_changes:
-        db.finish(commit=True)
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
-    if isinstance(error, TooManyAttempts):
+def domain_problem(error: domain.DomainError) -> Response:
+    """A domain error as problem+json, with the headers its status calls for."""
+    status, title = status_of(type(error))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if isinstance(error, domain.TooManyAttempts):
         headers["Retry-After"] = str(error.retry_after_seconds)
     return problem(
-        error.status,
-        error.title,
-        error.detail,
-        kind=error.kind,
-        errors=error.errors,
-        headers=headers,
+        status, title, error.detail, kind=error.kind, errors=error.errors, headers=headers
     )
+
+
+def _domain_error(error: domain.DomainError) -> Response:
+    if error.keep_changes:
+        db.finish(commit=True)
+    return domain_problem(error)
 
 
 def _http_error(error: HTTPException) -> Response:
@@ -118,7 +144,7 @@ def _unexpected(error: BaseException) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(domain.DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InternalServerError, _unexpected)
     app.register_error_handler(Exception, _unexpected)

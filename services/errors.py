@@ -1,4 +1,5 @@
-"""Domain errors. `api/errors.py` maps each to one HTTP status as problem+json."""
+"""Domain errors: what rule a request broke, in the domain's words. They carry no HTTP
+status; `api/errors.py` maps each class to one and answers with problem+json."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ class DomainError(Exception):
     normally follows an error (a failed log-in counts towards the lockout).
     """
 
-    status = 400
-    title = "Bad Request"  # the HTTP reason phrase, as for errors raised by the framework
     kind: str | None = None  # names the problem type when it is more specific than the status
     keep_changes = False
 
@@ -25,36 +24,30 @@ class DomainError(Exception):
 
 
 class Invalid(DomainError):
-    status = 422
-    title = "Unprocessable Entity"
+    """A field or the request as a whole breaks a rule; `errors` says which."""
 
 
 class Unauthenticated(DomainError):
-    status = 401
-    title = "Unauthorized"
+    """No valid credentials: a failed log-in still counts towards the lock-out."""
+
     keep_changes = True
 
 
 class Forbidden(DomainError):
-    status = 403
-    title = "Forbidden"
+    """The actor's role or scope does not allow this."""
 
 
 class NotFound(DomainError):
-    status = 404
-    title = "Not Found"
+    """No such object, or one the actor may not know exists."""
 
 
 class Conflict(DomainError):
-    status = 409
-    title = "Conflict"
+    """The request is well formed but the object's state refuses it now."""
 
 
 class TooManyAttempts(DomainError):
     """The account is locked after repeated failed log-ins."""
 
-    status = 429
-    title = "Too Many Requests"
     kind = "account-locked"
     keep_changes = True
 
@@ -64,10 +57,12 @@ class TooManyAttempts(DomainError):
 
 
 class TooLarge(DomainError):
-    status = 413
-    title = "Content Too Large"
+    """A body or file over its limit."""
 
 
 class UnsupportedType(DomainError):
-    status = 415
-    title = "Unsupported Media Type"
+    """A file or body of a type that is not accepted."""
+
+
+class Unavailable(DomainError):
+    """A part the service needs (the database) does not answer."""

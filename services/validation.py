@@ -29,6 +29,19 @@ _UNREADABLE = re.compile(f"[\x00{_CONTROLS}\ud800-\udfff]")
 _UNREADABLE_LINE = re.compile(f"[\x00\t\n\r{_CONTROLS}\ud800-\udfff]")
 
 
+class Errors(dict[str, list[str]]):
+    """Per-field messages collected over a whole request, keyed by the field's dotted
+    path: one 422 then names every problem, so one round trip is enough to fix it."""
+
+    def add(self, field: str, message: str) -> None:
+        self.setdefault(field, []).append(message)
+
+    def refuse(self, detail: str) -> None:
+        """Raise Invalid with every message collected, if there is any."""
+        if self:
+            raise Invalid(detail, errors=self)
+
+
 def _code_point(found: re.Match[str]) -> str:
     return f"U+{ord(found.group()):04X}"
 
@@ -152,16 +165,16 @@ DEVICE_FIELDS = ("manufacturer", "model", "serial", "firmware")
 MAX_DEVICE_FIELD = 200
 
 
-def device_problems(raw: object) -> dict[str, list[str]]:
+def device_problems(raw: object) -> Errors:
     """What is wrong with a home device's description (text fields only, the known
     ones), keyed `device.<field>`; empty when it is fine."""
+    problems = Errors()
     if not isinstance(raw, Mapping):
-        return {"device": ["an object"]}
-    problems = {}
+        problems.add("device", "an object")
+        return problems
     for name, value in raw.items():
-        why = _device_field_problem(name, value)
-        if why:
-            problems[f"device.{name}"] = [why]
+        if why := _device_field_problem(name, value):
+            problems.add(f"device.{name}", why)
     return problems
 
 

@@ -8,18 +8,13 @@ from sqlalchemy import text
 
 from api.db import db_session
 from api.openapi import Blueprint, documents_errors
-from services.errors import DomainError
+from services.errors import Unavailable
 
 blp = Blueprint("health", __name__, url_prefix="/", description="Liveness and readiness")
 
 
 class StatusSchema(ma.Schema):
     status = ma.fields.String(metadata={"description": "ok (liveness) or ready (readiness)"})
-
-
-class NotReady(DomainError):
-    status = 503
-    title = "Service Unavailable"
 
 
 @blp.route("/healthz")
@@ -39,5 +34,5 @@ class Ready(MethodView):
         try:
             db_session().execute(text("SELECT 1"))
         except Exception as exc:
-            raise NotReady("the database does not answer") from exc
+            raise Unavailable("the database does not answer") from exc
         return {"status": "ready"}

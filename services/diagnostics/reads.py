@@ -45,8 +45,6 @@ class IntegrityFailure(Exception):
 class StoredFileMissing(DomainError):
     """The object behind an upload is gone. The alert written with this is kept."""
 
-    status = 500
-    title = "Internal Server Error"
     kind = "stored-file-missing"
     keep_changes = True
 

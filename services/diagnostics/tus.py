@@ -55,15 +55,11 @@ Body = Callable[[int], Iterable[bytes]]
 class ChecksumMismatch(DomainError):
     """tus's checksum extension: the body's digest is not the `Upload-Checksum`."""
 
-    status = 460
-    title = "Checksum Mismatch"
-
 
 class Interrupted(DomainError):
     """The body stopped before its announced end (a dropped connection). What arrived
     stays, so the offset's advance must survive the rollback an error brings."""
 
-    title = "Bad Request"
     kind = "upload-interrupted"
     keep_changes = True
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, cast
 
+from services.validation import Errors
+
 NRS_MIN, NRS_MAX = 0, 10
 VAS_MIN, VAS_MAX = 0, 100
 MAX_LISTED_OPTIONS = 10  # longer option lists are not spelled out in messages
@@ -30,7 +32,6 @@ _LINK_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ENTRY_KEYS = frozenset({"item", "value"})
 
 Item = dict[str, Any]
-Errors = dict[str, list[str]]
 
 
 def _show(value: Any, limit: int = 40) -> str:
@@ -180,7 +181,7 @@ class _Entries:
     """The answers list read into first values per item, and what was wrong with it."""
 
     values: dict[str, Any] = field(default_factory=dict)
-    errors: Errors = field(default_factory=dict)
+    errors: Errors = field(default_factory=Errors)
     garbled: set[str] = field(default_factory=set)  # known items named by a malformed entry
 
 
@@ -208,18 +209,17 @@ def _read_entries(items: list[Item], answers: list[Any]) -> _Entries:
         link_id = entry.get("item") if isinstance(entry, dict) else None
         problem = _shape_problem(entry)
         if problem:
-            read.errors[key] = [problem]
+            read.errors.add(key, problem)
             if isinstance(link_id, str) and link_id in known:
                 read.garbled.add(link_id)
             continue
         # No shape problem: the entry is an object whose "item" is a string.
         link_id = cast(str, link_id)
         if link_id not in known:
-            read.errors[key] = [f"no item {_name(link_id)} in this questionnaire version"]
+            read.errors.add(key, f"no item {_name(link_id)} in this questionnaire version")
         elif link_id in first_at:
-            read.errors[key] = [
-                f"{link_id} is answered more than once (first at answers.{first_at[link_id]})"
-            ]
+            first = first_at[link_id]
+            read.errors.add(key, f"{link_id} is answered more than once (first at answers.{first})")
         else:
             first_at[link_id] = index
             read.values[link_id] = entry["value"]
@@ -321,17 +321,21 @@ def _item_errors(
 
 
 def validate_answers(items: list[Item], answers: list[dict[str, Any]]) -> Errors:
-    """Every problem at once, so that one round trip is enough to fix a payload; an
-    empty dict means the answers are valid."""
+    """Every problem at once, so that one round trip is enough to fix a payload; empty
+    Errors mean the answers are valid."""
     if not isinstance(answers, list):
-        return {"answers": [f'must be a list of {{"item", "value"}} objects, got {_show(answers)}']}
+        errors = Errors()
+        errors.add(
+            "answers", f'must be a list of {{"item", "value"}} objects, got {_show(answers)}'
+        )
+        return errors
     read = _read_entries(items, answers)
     by_id = {item["link_id"]: item for item in items}
     problems = {link_id: _check_value(by_id[link_id], v) for link_id, v in read.values.items()}
     unsure = read.garbled | {link_id for link_id, found in problems.items() if found}
     answered = {link_id: v for link_id, v in read.values.items() if link_id not in unsure}
     visibilities = _visibilities(items, answered, unsure)
-    errors = dict(read.errors)
+    errors = Errors(read.errors)
     for item in items:
         link_id = item["link_id"]
         found = _item_errors(item, visibilities[link_id], read, problems.get(link_id, []))

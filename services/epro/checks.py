@@ -18,18 +18,15 @@ from sqlalchemy.orm import Session
 
 from services import validation
 from services.epro import answers as epro_answers
-from services.errors import Invalid
 from services.models import (
     Study,
     VisitDefinition,
 )
+from services.validation import Errors
 
 MIN_DAY, MAX_DAY = -30, 3650
 
 Item = dict[str, Any]
-
-
-Errors = dict[str, list[str]]
 
 
 ITEM_TYPES = (
@@ -115,10 +112,6 @@ class Content:
     schedule: dict[str, Any]
 
 
-def _add(errors: Errors, path: str, message: str) -> None:
-    errors.setdefault(path, []).append(message)
-
-
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -131,7 +124,7 @@ def _check_texts(errors: Errors, path: str, texts: Any, languages: frozenset[str
     """A {language: text} map; `languages` is the title's set every map must repeat
     (None while the title itself is unusable, to report its problem once)."""
     if not isinstance(texts, dict) or not texts:
-        _add(errors, path, 'a non-empty {language: text} map such as {"en": "..."}')
+        errors.add(path, 'a non-empty {language: text} map such as {"en": "..."}')
         return
     bad = sorted(
         language
@@ -139,9 +132,9 @@ def _check_texts(errors: Errors, path: str, texts: Any, languages: frozenset[str
         if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT
     )
     if bad:
-        _add(errors, path, f"texts are 1 to {MAX_TEXT} characters; not so for {', '.join(bad)}")
+        errors.add(path, f"texts are 1 to {MAX_TEXT} characters; not so for {', '.join(bad)}")
     if languages is not None and set(texts) != languages:
-        _add(errors, path, f"give exactly the title's languages: {', '.join(sorted(languages))}")
+        errors.add(path, f"give exactly the title's languages: {', '.join(sorted(languages))}")
 
 
 def _check_title(errors: Errors, title: Any, study: Study) -> frozenset[str] | None:
@@ -150,8 +143,7 @@ def _check_title(errors: Errors, title: Any, study: Study) -> frozenset[str] | N
         return None
     foreign = sorted(set(title) - set(study.languages))
     if foreign:
-        _add(
-            errors,
+        errors.add(
             "title",
             f"{', '.join(foreign)}: not a language of this study ({', '.join(study.languages)})",
         )
@@ -162,21 +154,21 @@ def _check_options(
     errors: Errors, path: str, options: Any, languages: frozenset[str] | None
 ) -> None:
     if not isinstance(options, list) or not 1 <= len(options) <= MAX_OPTIONS:
-        _add(errors, path, f"a list of 1 to {MAX_OPTIONS} options {{value, text}}")
+        errors.add(path, f"a list of 1 to {MAX_OPTIONS} options {{value, text}}")
         return
     seen: set[str] = set()
     for index, option in enumerate(options):
         at = f"{path}.{index}"
         if not isinstance(option, dict):
-            _add(errors, at, "an object {value, text}")
+            errors.add(at, "an object {value, text}")
             continue
         for name in sorted(set(option) - {"value", "text"}, key=str):
-            _add(errors, f"{at}.{name}", "unknown field; an option has only value and text")
+            errors.add(f"{at}.{name}", "unknown field; an option has only value and text")
         value = option.get("value")
         if not isinstance(value, str) or not 1 <= len(value) <= 64:
-            _add(errors, f"{at}.value", "a string of 1 to 64 characters")
+            errors.add(f"{at}.value", "a string of 1 to 64 characters")
         elif value in seen:
-            _add(errors, f"{at}.value", f"{value!r} is the value of an earlier option")
+            errors.add(f"{at}.value", f"{value!r} is the value of an earlier option")
         else:
             seen.add(value)
         _check_texts(errors, f"{at}.text", option.get("text"), languages)
@@ -188,30 +180,30 @@ def _check_bounds(errors: Errors, path: str, item: Item) -> None:
     usable = True
     for name in ("min", "max"):
         if name not in item:
-            _add(errors, f"{path}.{name}", f"required for {item['type']} items")
+            errors.add(f"{path}.{name}", f"required for {item['type']} items")
             usable = False
         elif not (_is_int if integer else _is_number)(item[name]):
-            _add(errors, f"{path}.{name}", wanted)
+            errors.add(f"{path}.{name}", wanted)
             usable = False
     if usable and item["min"] >= item["max"]:
-        _add(errors, f"{path}.max", "must be greater than min")
+        errors.add(f"{path}.max", "must be greater than min")
 
 
 def _check_max_length(errors: Errors, path: str, item: Item) -> None:
     value = item.get("max_length")
     if not _is_int(value) or not 1 <= value <= MAX_TEXT_ANSWER:
-        _add(errors, f"{path}.max_length", f"required for text items: 1 to {MAX_TEXT_ANSWER}")
+        errors.add(f"{path}.max_length", f"required for text items: 1 to {MAX_TEXT_ANSWER}")
 
 
 def _check_fields(errors: Errors, path: str, item: Item) -> None:
     kind = item["type"]
     for name in sorted(item, key=str):
         if name not in _ITEM_FIELDS:
-            _add(errors, f"{path}.{name}", "unknown field")
+            errors.add(f"{path}.{name}", "unknown field")
         elif name in _TYPED_FIELDS and kind not in _TYPED_FIELDS[name]:
             fixed = FIXED_BOUNDS.get(kind) if name in ("min", "max") else None
             note = f" (its answers are fixed to {fixed[0]}..{fixed[1]})" if fixed else ""
-            _add(errors, f"{path}.{name}", f"{kind} items take no {name}{note}")
+            errors.add(f"{path}.{name}", f"{kind} items take no {name}{note}")
 
 
 def _equals_problems(source: Item, equals: Any) -> list[str]:
@@ -232,35 +224,36 @@ def _check_enable_when(
     """Only an earlier item can be the source, which rules out cycles by construction."""
     at = f"{path}.enable_when"
     if not isinstance(condition, dict) or set(condition) != {"item", "equals"}:
-        _add(errors, at, 'an object {"item": <link_id of an earlier item>, "equals": <answer>}')
+        errors.add(at, 'an object {"item": <link_id of an earlier item>, "equals": <answer>}')
         return
     source_id = condition["item"]
     if not isinstance(source_id, str) or source_id not in earlier:
-        _add(errors, f"{at}.item", "must be the link_id of an earlier item")
+        errors.add(f"{at}.item", "must be the link_id of an earlier item")
         return
     source = earlier[source_id]
     if source is None:  # the source has problems of its own, reported at its path
         return
     for problem in _equals_problems(source, condition["equals"]):
-        _add(errors, f"{at}.equals", f"not a possible answer of {source_id}: {problem}")
+        errors.add(f"{at}.equals", f"not a possible answer of {source_id}: {problem}")
 
 
 def _item_errors(
     path: str, item: Any, languages: frozenset[str] | None, earlier: dict[str, Item | None]
 ) -> Errors:
-    errors: Errors = {}
+    errors = Errors()
     if not isinstance(item, dict):
-        return {path: ["an object {link_id, type, text, ...}"]}
+        errors.add(path, "an object {link_id, type, text, ...}")
+        return errors
     link_id = item.get("link_id")
     if not isinstance(link_id, str) or not _LINK_ID.fullmatch(link_id):
-        _add(errors, f"{path}.link_id", "1 to 64 characters: letters, digits, _ . -")
+        errors.add(f"{path}.link_id", "1 to 64 characters: letters, digits, _ . -")
     elif link_id in earlier:
-        _add(errors, f"{path}.link_id", f"{link_id} is the link_id of an earlier item")
+        errors.add(f"{path}.link_id", f"{link_id} is the link_id of an earlier item")
     if not isinstance(item.get("required", False), bool):
-        _add(errors, f"{path}.required", "true or false")
+        errors.add(f"{path}.required", "true or false")
     _check_texts(errors, f"{path}.text", item.get("text"), languages)
     if item.get("type") not in ITEM_TYPES:
-        _add(errors, f"{path}.type", f"one of {', '.join(ITEM_TYPES)}")
+        errors.add(f"{path}.type", f"one of {', '.join(ITEM_TYPES)}")
         return errors
     _check_fields(errors, path, item)
     if item["type"] in CHOICE_TYPES:
@@ -278,7 +271,7 @@ def _checked_items(errors: Errors, items: Any, languages: frozenset[str] | None)
     """The items with `required` spelled out; `earlier` maps each link_id seen so far to
     its item, or to None when that item is invalid (conditions on it are not judged)."""
     if not isinstance(items, list) or not items:
-        _add(errors, "items", "a non-empty list of items")
+        errors.add("items", "a non-empty list of items")
         return []
     earlier: dict[str, Item | None] = {}
     for index, item in enumerate(items):
@@ -297,7 +290,7 @@ def _checked_items(errors: Errors, items: Any, languages: frozenset[str] | None)
 def _check_day(errors: Errors, schedule: dict[str, Any], name: str, counted_from: str) -> None:
     value = schedule.get(name)
     if not _is_int(value) or not MIN_DAY <= value <= MAX_DAY:
-        _add(errors, f"schedule.{name}", f"days from {counted_from}: {MIN_DAY} to {MAX_DAY}")
+        errors.add(f"schedule.{name}", f"days from {counted_from}: {MIN_DAY} to {MAX_DAY}")
 
 
 def _check_days(errors: Errors, schedule: dict[str, Any]) -> None:
@@ -308,7 +301,7 @@ def _check_days(errors: Errors, schedule: dict[str, Any]) -> None:
     ranged = kind in ("daily", "weekly")
     usable = not errors.keys() & {"schedule.start_day", "schedule.end_day"}
     if ranged and usable and schedule["start_day"] > schedule["end_day"]:
-        _add(errors, "schedule.end_day", "must not be before start_day")
+        errors.add("schedule.end_day", "must not be before start_day")
 
 
 def _check_weekdays(errors: Errors, weekdays: Any) -> None:
@@ -318,37 +311,37 @@ def _check_weekdays(errors: Errors, weekdays: Any) -> None:
         or not all(_is_int(day) and 0 <= day <= 6 for day in weekdays)
         or len(set(weekdays)) != len(weekdays)
     ):
-        _add(errors, "schedule.weekdays", "a non-empty list of distinct days 0..6 (0 = Monday)")
+        errors.add("schedule.weekdays", "a non-empty list of distinct days 0..6 (0 = Monday)")
 
 
 def _check_visit(errors: Errors, schedule: dict[str, Any], visit_codes: set[str]) -> None:
     code = schedule.get("visit_code")
     if not isinstance(code, str) or code not in visit_codes:
         known = ", ".join(sorted(visit_codes)) or "none defined yet"
-        _add(errors, "schedule.visit_code", f"a visit code of this study's schedule ({known})")
+        errors.add("schedule.visit_code", f"a visit code of this study's schedule ({known})")
     if "offset_days" in schedule:
         _check_day(errors, schedule, "offset_days", "the visit's day")
 
 
 def _check_same_day(errors: Errors, window: dict[str, Any]) -> None:
     if window["closes"] <= window["opens"]:  # "HH:MM" strings sort as times do
-        _add(errors, "schedule.window.closes", "closes must be after opens; use close_after_days")
+        errors.add("schedule.window.closes", "closes must be after opens; use close_after_days")
 
 
 def _checked_window(errors: Errors, window: object) -> dict[str, Any]:
     at = "schedule.window"
     if not isinstance(window, dict):
-        _add(errors, at, 'an object {"opens": "HH:MM", "closes": "HH:MM", "close_after_days"}')
+        errors.add(at, 'an object {"opens": "HH:MM", "closes": "HH:MM", "close_after_days"}')
         return {}
     window = {"close_after_days": 0, **window}
     for name in sorted(set(window) - _WINDOW_FIELDS, key=str):
-        _add(errors, f"{at}.{name}", "unknown field")
+        errors.add(f"{at}.{name}", "unknown field")
     for name in ("opens", "closes"):
         if not validation.is_clock_time(window.get(name)):
-            _add(errors, f"{at}.{name}", 'a local time "HH:MM" (00:00 to 23:59)')
+            errors.add(f"{at}.{name}", 'a local time "HH:MM" (00:00 to 23:59)')
     days = window["close_after_days"]
     if not _is_int(days) or not 0 <= days <= MAX_CLOSE_AFTER_DAYS:
-        _add(errors, f"{at}.close_after_days", f"an integer from 0 to {MAX_CLOSE_AFTER_DAYS}")
+        errors.add(f"{at}.close_after_days", f"an integer from 0 to {MAX_CLOSE_AFTER_DAYS}")
     elif days == 0 and not errors.keys() & {f"{at}.opens", f"{at}.closes"}:
         _check_same_day(errors, window)
     return window
@@ -357,14 +350,14 @@ def _checked_window(errors: Errors, window: object) -> dict[str, Any]:
 def _checked_schedule(errors: Errors, schedule: Any, visit_codes: set[str]) -> dict[str, Any]:
     """The schedule with its defaults (offset_days, close_after_days) spelled out."""
     if not isinstance(schedule, dict):
-        _add(errors, "schedule", "an object with a type: once, daily, weekly or visit")
+        errors.add("schedule", "an object with a type: once, daily, weekly or visit")
         return {}
     kind = schedule.get("type")
     if kind not in SCHEDULE_TYPES:
-        _add(errors, "schedule.type", f"one of {', '.join(SCHEDULE_TYPES)}")
+        errors.add("schedule.type", f"one of {', '.join(SCHEDULE_TYPES)}")
         return schedule
     for name in sorted(set(schedule) - {"type", "window", *_SCHEDULE_FIELDS[kind]}, key=str):
-        _add(errors, f"schedule.{name}", f"a {kind} schedule takes no {name}")
+        errors.add(f"schedule.{name}", f"a {kind} schedule takes no {name}")
     if kind == "visit":
         schedule = {**schedule, "offset_days": schedule.get("offset_days", 0)}
         _check_visit(errors, schedule, visit_codes)
@@ -377,15 +370,15 @@ def _checked_schedule(errors: Errors, schedule: Any, visit_codes: set[str]) -> d
 
 def _check_identity(errors: Errors, content: Content) -> None:
     if not isinstance(content.code, str) or not _CODE.fullmatch(content.code):
-        _add(errors, "code", "1 to 32 characters: letters, digits, _ . -")
+        errors.add("code", "1 to 32 characters: letters, digits, _ . -")
     version = content.version
     if not isinstance(version, str) or not 1 <= len(version) <= 16 or version != version.strip():
-        _add(errors, "version", "1 to 16 characters, without surrounding spaces")
+        errors.add("version", "1 to 16 characters, without surrounding spaces")
 
 
 def validated(session: Session, study: Study, content: Content) -> Content:
     """The definition with defaults spelled out, or Invalid listing every problem."""
-    errors: Errors = {}
+    errors = Errors()
     _check_identity(errors, content)
     languages = _check_title(errors, content.title, study)
     items = _checked_items(errors, content.items, languages)
@@ -393,6 +386,5 @@ def validated(session: Session, study: Study, content: Content) -> Content:
         session.scalars(select(VisitDefinition.code).where(VisitDefinition.study_id == study.id))
     )
     schedule = _checked_schedule(errors, content.schedule, visit_codes)
-    if errors:
-        raise Invalid("the questionnaire definition is not valid", errors=errors)
+    errors.refuse("the questionnaire definition is not valid")
     return Content(content.code, content.version, content.title, items, schedule)

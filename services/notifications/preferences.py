@@ -41,7 +41,7 @@ from services.notifications.settings import (
     settings_of,
 )
 from services.people.participants import participant_subject
-from services.validation import phone_e164
+from services.validation import Errors, phone_e164
 
 _RULE_RANGES = {"reconsent_every_days": (1, 30), "reconsent_max": (0, 10)}
 MAX_SENDER_NAME, MAX_HELP_CONTACT = 11, 64
@@ -50,8 +50,6 @@ MAX_SENDER_NAME, MAX_HELP_CONTACT = 11, 64
 _SENDER = re.compile(r"[A-Za-z0-9 ]+")
 _PHONE_LIKE = re.compile(r"\+?[0-9 ()./-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-Errors = dict[str, list[str]]
 
 
 # --- a recipient's preferences -------------------------------------------------------
@@ -120,16 +118,16 @@ def _clock_problem(value: object) -> str | None:
 
 
 def _preference_errors(change: PreferenceChange) -> Errors:
-    errors: Errors = {}
+    errors = Errors()
     if not isinstance(change.sms_enabled, bool):
-        errors["sms_enabled"] = ["true or false"]
+        errors.add("sms_enabled", "true or false")
     if change.locale not in LOCALES:
-        errors["locale"] = [f"one of {', '.join(LOCALES)}"]
+        errors.add("locale", f"one of {', '.join(LOCALES)}")
     for name in ("send_from", "send_until"):
         if problem := _clock_problem(getattr(change, name)):
-            errors[name] = [problem]
+            errors.add(name, problem)
     if not errors.keys() & {"send_from", "send_until"} and change.send_from >= change.send_until:
-        errors["send_until"] = ["must be after send_from"]
+        errors.add("send_until", "must be after send_from")
     return errors
 
 
@@ -143,8 +141,7 @@ def _preference_subject(session: Session, actor: Actor) -> audit.Subject:
 def put_my_preferences(session: Session, actor: Actor, change: PreferenceChange) -> Preferences:
     """Replace the caller's preferences (patients and nurses)."""
     user = _recipient(session, actor)
-    if errors := _preference_errors(change):
-        raise Invalid("invalid notification preferences", errors=errors)
+    _preference_errors(change).refuse("invalid notification preferences")
     # Serialise a user's own concurrent saves, so the first one's insert is not raced.
     session.execute(select(User.id).where(User.id == user.id).with_for_update())
     existing = session.get(NotificationPreference, user.id)
@@ -215,20 +212,21 @@ def _contact_problems(contact: object) -> list[str]:
 
 
 def _rule_problems(rules: object) -> Errors:
+    errors = Errors()
     if not isinstance(rules, dict):
-        return {"rules": ["an object"]}
-    errors: Errors = {}
+        errors.add("rules", "an object")
+        return errors
     for key, value in rules.items():
         default = DEFAULT_RULES.get(key)
         if default is None:
-            errors[f"rules.{key}"] = [f"unknown rule; known: {', '.join(DEFAULT_RULES)}"]
+            errors.add(f"rules.{key}", f"unknown rule; known: {', '.join(DEFAULT_RULES)}")
         elif isinstance(default, bool):
             if not isinstance(value, bool):
-                errors[f"rules.{key}"] = ["true or false"]
+                errors.add(f"rules.{key}", "true or false")
         elif not isinstance(value, int) or isinstance(value, bool):
-            errors[f"rules.{key}"] = ["an integer"]
+            errors.add(f"rules.{key}", "an integer")
         elif not _RULE_RANGES[key][0] <= value <= _RULE_RANGES[key][1]:
-            errors[f"rules.{key}"] = ["from {} to {}".format(*_RULE_RANGES[key])]
+            errors.add(f"rules.{key}", "from {} to {}".format(*_RULE_RANGES[key]))
     return errors
 
 
@@ -261,8 +259,7 @@ def put_study_settings(
     change = SettingsChange(
         _stripped(change.sender_name), _stripped(change.help_contact), change.rules
     )
-    if errors := _settings_errors(change):
-        raise Invalid("invalid SMS settings", errors=errors)
+    _settings_errors(change).refuse("invalid SMS settings")
     session.execute(select(Study.id).where(Study.id == study.id).with_for_update())
     before = settings_of(session, study.id)
     row = session.get(StudySmsSettings, study.id) or StudySmsSettings(study_id=study.id)

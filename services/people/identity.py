@@ -115,12 +115,10 @@ def login(
             session, actor.as_account(user.id, user.role), user, "auth.login_refused_locked"
         )
         raise Unauthenticated(BAD_CREDENTIALS)
-    if not passwords.verify_password(user.password_hash, password):
-        lockout.count_failure(
-            session, actor, policy.lockouts, user, address, action="auth.login_failed"
-        )
+    if not lockout.password_matches(
+        session, actor, policy.lockouts, user, password, address, failed_action="auth.login_failed"
+    ):
         raise Unauthenticated(BAD_CREDENTIALS)
-    lockout.clear_address(session, user, address)
     user.last_login_at = now
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
@@ -306,12 +304,10 @@ def reauthenticate(
             "this account is locked after repeated failed passwords; try again later",
             retry_after_seconds=int((until - now).total_seconds()) + 1,
         )
-    if not passwords.verify_password(user.password_hash, password):
-        lockout.count_failure(
-            session, actor, policy.lockouts, user, address, action="auth.reauth_failed"
-        )
+    if not lockout.password_matches(
+        session, actor, policy.lockouts, user, password, address, failed_action="auth.reauth_failed"
+    ):
         raise Unauthenticated(f"the password is wrong: re-enter your own password to {purpose}")
-    lockout.clear_address(session, user, address)
     return user
 
 

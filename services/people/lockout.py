@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from services import crypto
+from services import crypto, passwords
 from services.actor import Actor
 from services.audit import chain as audit
 from services.db import affected_rows, utcnow
@@ -63,6 +63,25 @@ def locked_until(
     if row is not None and row.locked_until is not None and row.locked_until > now:
         return row.locked_until
     return None
+
+
+def password_matches(
+    session: Session,
+    actor: Actor,
+    policy: LockoutPolicy,
+    user: User,
+    password: str,
+    address: str | None,
+    *,
+    failed_action: str,
+) -> bool:
+    """The one check of a password against an account, wherever one is asked for: a
+    miss counts towards the lock-out of the account from `address`, a match clears it."""
+    if passwords.verify_password(user.password_hash, password):
+        clear_address(session, user, address)
+        return True
+    count_failure(session, actor, policy, user, address, action=failed_action)
+    return False
 
 
 def count_failure(

@@ -26,7 +26,7 @@ from werkzeug.http import http_date
 
 from api.auth import current_actor
 from api.db import db_session
-from api.errors import PROBLEM_JSON, ProblemSchema, problem
+from api.errors import PROBLEM_JSON, ProblemSchema, problem, status_of
 from api.fields import UtcDateTime
 from api.openapi import API_PREFIX, Blueprint, protected
 from api.resources.diagnostics.uploads import UploadFieldsSchema
@@ -97,8 +97,9 @@ def _speaks_tus() -> Response | None:
 @blp.after_request
 def _says_tus(response: Response) -> Response:
     response.headers["Tus-Resumable"] = TUS_VERSION
-    if response.status_code == tus.ChecksumMismatch.status:  # not a registered status
-        response.status = f"{tus.ChecksumMismatch.status} {tus.ChecksumMismatch.title}"
+    status, title = status_of(tus.ChecksumMismatch)
+    if response.status_code == status:  # not a registered status: werkzeug has no phrase
+        response.status = f"{status} {title}"
     return response
 
 

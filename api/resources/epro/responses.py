@@ -16,14 +16,13 @@ from flask_smorest import Page
 
 from api.auth import current_actor
 from api.db import db_session
-from api.errors import problem
+from api.errors import domain_problem, problem
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import WITHHELD_NOTE, DisclosedSchema, FreeText, With
 from services.db import utcnow
 from services.epro import fhir as epro_fhir
 from services.epro import responses as epro_responses
-from services.errors import DomainError
 from services.models import EproResponse, ResponseStatus
 
 blp = Blueprint("epro_responses", __name__, url_prefix="/api/v1", description="ePRO")
@@ -242,11 +241,7 @@ def _refused(index: int, client_id: str | None, body: dict[str, Any]) -> dict[st
 
 def _answered(index: int, client_id: str, outcome: epro_responses.Outcome) -> dict[str, Any]:
     if outcome.error is not None:
-        error: DomainError = outcome.error
-        body = problem(
-            error.status, error.title, error.detail, kind=error.kind, errors=error.errors
-        ).get_json()
-        return _refused(index, client_id, body)
+        return _refused(index, client_id, domain_problem(outcome.error).get_json())
     return {
         "index": index,
         "client_id": client_id,
