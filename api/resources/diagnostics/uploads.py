@@ -15,7 +15,6 @@ import marshmallow as ma
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Page
-from sqlalchemy.orm import Session
 
 from api import multipart
 from api.auth import current_actor
@@ -23,12 +22,9 @@ from api.db import database, db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import DisclosedSchema, FreeText
-from services.access import require_role
 from services.actor import Actor, Role
-from services.db import utcnow
-from services.diagnostics import filetypes, upload_keys, uploads
+from services.diagnostics import filetypes, streamed, uploads
 from services.diagnostics import reads as upload_reads
-from services.diagnostics.storage import Staged, Storage
 from services.errors import Invalid, TooLarge
 from services.models import UPLOAD_KINDS, Upload
 
@@ -168,21 +164,14 @@ def _meta(fields: dict[str, str], filename: str | None) -> uploads.UploadMeta:
 
 
 class _Form:
-    """One upload form being read: its fields, its file streamed into a temporary
-    object, and the checks made as soon as the fields allowed."""
+    """One upload form being read: its fields, and its file handed to the service's
+    streamed upload as soon as the fields before it have been checked."""
 
-    def __init__(
-        self, session: Session, actor: Actor, limits: uploads.Limits, storage: Storage
-    ) -> None:
-        self.session, self.actor, self.limits, self.storage = session, actor, limits, storage
+    def __init__(self, upload: streamed.StreamedUpload, actor: Actor) -> None:
+        self.upload, self.actor = upload, actor
         self.fields: dict[str, str] = {}
         self.file_seen = False
         self.filename: str | None = None
-        self.staged: Staged | None = None
-        self.writer: uploads.HashingWriter | None = None
-        self.committed = False
-        self.checked: uploads.Target | Upload | None = None
-        self.checked_fields: dict[str, str] | None = None
 
     def read(self, parts: Iterable[multipart.Part]) -> None:
         for part in parts:
@@ -200,70 +189,22 @@ class _Form:
 
     def _file(self, part: multipart.Part) -> None:
         self.file_seen, self.filename = True, part.filename or None
-        self._check_early()
-        if isinstance(self.checked, Upload):
-            return  # a retry of a stored upload: its file is skipped unread
-        # Hold no transaction (on SQLite: the write lock) while the file streams in.
-        self.session.commit()
-        self.staged = upload_keys.stage(self.session, self.storage)  # sealed as it streams
-        limit = self.limits.of(self.fields.get("kind"))
-        self.writer = uploads.HashingWriter(self.staged, limit, self.limits.zip)
-        for chunk in part.chunks:
-            self.writer.write(chunk)
+        client_id = _load(self.fields, partial=True).get("client_id")
+        meta = _meta(self.fields, self.filename) if self._complete() else None
+        self.upload.check_early(meta, client_id)
+        if not self.upload.is_replay:
+            self.upload.receive(self.fields.get("kind"), part.chunks)
 
     def _complete(self) -> bool:
         needed = (*REQUIRED, "participant_id") if self.actor.role == Role.NURSE else REQUIRED
         return all(name in self.fields for name in needed)
 
-    def _check_early(self) -> None:
-        """With the fields sent before the file: all the checks, or at least the replay."""
-        client_id = _load(self.fields, partial=True).get("client_id")
-        if self._complete():
-            self._prepare(_meta(self.fields, self.filename))
-        elif client_id is not None:
-            self.checked = uploads.replayed(self.session, self.actor, client_id)
-
-    def _prepare(self, meta: uploads.UploadMeta) -> None:
-        self.checked = uploads.prepare(self.session, self.actor, meta, now=utcnow())
-        self.checked_fields = dict(self.fields)
-
-    def _commit(self) -> str:
-        assert self.staged is not None
-        key = self.staged.commit()
-        self.committed = True
-        return key
-
     def finish(self) -> tuple[Upload, bool]:
-        """Check what came after the file, verify the file and record it."""
+        """Check what came after the file, then let the service verify and record it."""
         meta = _meta(self.fields, self.filename)
         if not self.file_seen:
             raise Invalid("no file", errors={"file": ["send the file as a part named file"]})
-        # Again after the body, from fresh rows: the consent or the visit may have
-        # changed while it streamed.
-        self.session.expire_all()
-        self._prepare(meta)
-        if isinstance(self.checked, Upload):
-            return self.checked, False
-        assert self.writer is not None and isinstance(self.checked, uploads.Target)
-        limit = self.limits.of(meta.kind)
-        if self.writer.size > limit:
-            raise TooLarge(f"the file is larger than the limit of {limit} bytes for {meta.kind}")
-        return uploads.finish(
-            self.session,
-            self.actor,
-            meta,
-            self.checked,
-            received=self.writer,
-            commit=self._commit,
-            storage_backend=self.storage.name,
-            transfer="multipart",
-            now=utcnow(),
-        )
-
-    def discard(self) -> None:
-        """Nothing is kept of an upload that failed."""
-        if self.staged is not None and not self.committed:
-            self.staged.discard()
+        return self.upload.finish(meta)
 
 
 def _receive(actor: Actor) -> tuple[Upload, bool]:
@@ -273,12 +214,13 @@ def _receive(actor: Actor) -> tuple[Upload, bool]:
     if (request.content_length or 0) > request.max_content_length:
         raise TooLarge(f"the upload is larger than the limit of {limits.of(None)} bytes")
     boundary = multipart.boundary_of(request.mimetype_params)
-    form = _Form(db_session(), actor, limits, current_app.extensions["storage"])
+    upload = streamed.StreamedUpload(db_session(), actor, limits, current_app.extensions["storage"])
     try:
+        form = _Form(upload, actor)
         form.read(multipart.read_form(request.stream, boundary, max_parts=MAX_PARTS))
         return form.finish()
     finally:
-        form.discard()
+        upload.discard()
 
 
 def _clean(filename: str) -> str:
@@ -342,9 +284,7 @@ class Uploads(MethodView):
         for a withdrawn participant or one without a current consent. Uploads are
         never changed: a replacement names the one it supersedes, with a reason.
         """
-        actor = current_actor()
-        require_role(actor, *uploads.UPLOADERS)  # before a byte is read
-        upload, created = _receive(actor)
+        upload, created = _receive(current_actor())
         location = url_for(".UploadItem", upload_id=upload.id)
         return upload, 201 if created else 200, {"Location": location}
 
