@@ -13,8 +13,8 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 from sqlalchemy import Select, func, select
@@ -48,6 +48,9 @@ class DraftContent:
     optional_clauses: list[dict[str, str]] = field(default_factory=list)
     quiz: list[dict[str, Any]] = field(default_factory=list)
     quiz_pass_mark: int | None = None
+
+
+DRAFT_FIELDS = tuple(item.name for item in fields(DraftContent))
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,35 @@ def create_draft(
         after=audit.snapshot(document, DOCUMENT_FIELDS),
     )
     return document
+
+
+def study_documents(
+    session: Session,
+    actor: Actor,
+    study_id: uuid.UUID,
+    *,
+    language: str | None = None,
+    status: str | None = None,
+) -> Select[ConsentDocument]:
+    """Every version of a study's consent the actor may see, by language then newest
+    first; 404 for a study they cannot see."""
+    get_visible(session, visible_studies(actor), study_id, "study")
+    query = visible_documents(actor).where(ConsentDocument.study_id == study_id)
+    if language is not None:
+        query = query.where(ConsentDocument.language == language.lower())
+    if status is not None:
+        query = query.where(ConsentDocument.status == status)
+    return query.order_by(ConsentDocument.language, ConsentDocument.version.desc())
+
+
+def change_draft(
+    session: Session, actor: Actor, document_id: uuid.UUID, changes: Mapping[str, Any]
+) -> ConsentDocument:
+    """A PATCH of a draft: the fields not given keep their values."""
+    require_role(actor, Role.COORDINATOR, Role.ADMIN)
+    document = get_visible(session, visible_documents(actor), document_id, "consent document")
+    current = {name: getattr(document, name) for name in DRAFT_FIELDS}
+    return update_draft(session, actor, document_id, DraftContent(**{**current, **changes}))
 
 
 def update_draft(

@@ -269,3 +269,27 @@ def visible_events(actor: Actor) -> Select[AuditEvent]:
     if actor.role == Role.MONITOR:
         return query.where(AuditEvent.study_id.in_(actor.study_ids))
     raise Forbidden("only admins, coordinators and monitors read the audit trail")
+
+
+@dataclass(frozen=True)
+class TrailFilter:
+    """What a reader narrows the trail to; None is no narrowing."""
+
+    entity_type: str | None = None
+    entity_id: str | None = None
+    actor_id: uuid.UUID | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def trail(actor: Actor, narrowed: TrailFilter) -> Select[AuditEvent]:
+    """The events the actor may read, narrowed, newest first (`until` excluded)."""
+    query = visible_events(actor)
+    for name in ("entity_type", "entity_id", "actor_id"):
+        if (value := getattr(narrowed, name)) is not None:
+            query = query.where(getattr(AuditEvent, name) == value)
+    if narrowed.since is not None:
+        query = query.where(AuditEvent.occurred_at >= narrowed.since)
+    if narrowed.until is not None:
+        query = query.where(AuditEvent.occurred_at < narrowed.until)
+    return query.order_by(AuditEvent.occurred_at.desc(), AuditEvent.id)

@@ -30,7 +30,7 @@ from services.access import require_role
 from services.actor import Actor, Role
 from services.audit import chain as audit
 from services.db import utcnow
-from services.errors import Conflict, NotFound
+from services.errors import NotFound
 from services.models import (
     EproInstance,
     InstanceStatus,
@@ -42,7 +42,7 @@ from services.models import (
     VisitStatus,
 )
 from services.notifications import planning as sms_rules
-from services.people.consent_gate import require_current_consent
+from services.people.consent_gate import require_enrolled
 from services.people.participants import participant_subject
 
 DEFAULT_GRACE = dt.timedelta(hours=24)
@@ -374,9 +374,7 @@ def due(session: Session, actor: Actor, now: dt.datetime, horizon: dt.timedelta)
     participant = session.get(Participant, actor.participant_id)
     if participant is None:
         raise NotFound("no participant record for this account")
-    if participant.status != ParticipantStatus.ENROLLED:
-        raise Conflict(f"ePRO is for enrolled participants; this one is {participant.status}")
-    require_current_consent(participant)
+    require_enrolled(participant)
     rows = session.execute(
         select(EproInstance, Questionnaire)
         .join(Questionnaire, Questionnaire.id == EproInstance.questionnaire_id)

@@ -34,7 +34,6 @@ from services.models import (
     EproResponse,
     InstanceStatus,
     Participant,
-    ParticipantStatus,
     Questionnaire,
     ResponseStatus,
     Timeliness,
@@ -42,7 +41,7 @@ from services.models import (
     VisitStatus,
 )
 from services.people import disclosure
-from services.people.consent_gate import require_current_consent
+from services.people.consent_gate import require_enrolled
 from services.people.participants import participant_subject
 
 MAX_BATCH = 100
@@ -179,9 +178,7 @@ def _replayed(
 
 
 def _require_open(participant: Participant, instance: EproInstance) -> None:
-    if participant.status != ParticipantStatus.ENROLLED:
-        raise Conflict(f"the participant is {participant.status}, not enrolled")
-    require_current_consent(participant)
+    require_enrolled(participant)
     if instance.status == InstanceStatus.CANCELLED:
         raise Conflict(f"this instance was cancelled: {instance.cancel_reason or 'no reason'}")
     if instance.status != InstanceStatus.SCHEDULED:

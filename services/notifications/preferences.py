@@ -40,7 +40,7 @@ from services.notifications.settings import (
     SmsSettings,
     settings_of,
 )
-from services.people.participants import participant_subject
+from services.people import participants as people
 from services.validation import Errors, phone_e164
 
 _RULE_RANGES = {"reconsent_every_days": (1, 30), "reconsent_max": (0, 10)}
@@ -135,7 +135,7 @@ def _preference_subject(session: Session, actor: Actor) -> audit.Subject:
     """A patient's change goes to their participant's chain, a nurse's to their own."""
     if actor.participant_id is None:
         return audit.Subject(user_id=actor.user_id)
-    return participant_subject(session.get_one(Participant, actor.participant_id))
+    return people.participant_subject(session.get_one(Participant, actor.participant_id))
 
 
 def put_my_preferences(session: Session, actor: Actor, change: PreferenceChange) -> Preferences:

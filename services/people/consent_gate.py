@@ -7,7 +7,7 @@ that this layer can check it without depending on the consent records.
 from __future__ import annotations
 
 from services.errors import Conflict
-from services.models import ConsentState, Participant
+from services.models import ConsentState, Participant, ParticipantStatus
 
 _WHY_NOT = {
     ConsentState.NONE.value: "the participant has not signed a consent",
@@ -24,3 +24,11 @@ def require_current_consent(participant: Participant) -> None:
     current (what was done before a re-consent or withdrawal stays valid)."""
     if participant.consent_state != ConsentState.COMPLETE:
         raise Conflict(f"not allowed: {_WHY_NOT[participant.consent_state]}")
+
+
+def require_enrolled(participant: Participant) -> None:
+    """Refuse a procedure of the trial itself (ePRO) unless the participant is enrolled
+    and their consent complete and current."""
+    if participant.status != ParticipantStatus.ENROLLED:
+        raise Conflict(f"the participant is {participant.status}, not enrolled")
+    require_current_consent(participant)

@@ -28,6 +28,7 @@ from services.db import utcnow
 from services.errors import Conflict, Forbidden, Invalid
 from services.models import Participant, Site, Study, User
 from services.notifications import planning as sms_rules
+from services.notifications import preferences as sms_preferences
 from services.people import credentials
 from services.people.activation import issue_activation_code
 from services.validation import (
@@ -364,6 +365,17 @@ def _apply_change(session: Session, participant: Participant, name: str, value: 
         participant.address = postal_address(value)
     else:
         setattr(participant, name, value)
+
+
+def participant_with_reach(
+    session: Session, actor: Actor, participant_id: uuid.UUID
+) -> tuple[Participant, dict[str, Any] | None]:
+    """One participant and, for their coordinator alone, whether SMS reach them (who
+    else sees the participant needs no say in their reminders)."""
+    participant = get_visible(session, visible_participants(actor), participant_id, "participant")
+    if actor.role != Role.COORDINATOR:
+        return participant, None
+    return participant, sms_preferences.sms_status(session, participant.user_id)
 
 
 def reissue_activation_code(session: Session, actor: Actor, participant_id: uuid.UUID) -> str:

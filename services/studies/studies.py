@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import column, func, select, table
+from sqlalchemy import Select, column, func, select, table
 from sqlalchemy.orm import Session
 
 from services.access import get_visible, require_role, visible_sites, visible_studies
@@ -196,6 +196,13 @@ def update_study(
         after=audit.snapshot(study, STUDY_FIELDS),
     )
     return study
+
+
+def study_sites(session: Session, actor: Actor, study_id: uuid.UUID) -> Select[Site]:
+    """The study's sites the actor works at (admins and monitors: all), by code; 404 for
+    a study they cannot see."""
+    get_visible(session, visible_studies(actor), study_id, "study")
+    return visible_sites(actor).where(Site.study_id == study_id).order_by(Site.code)
 
 
 def update_site(

@@ -478,6 +478,8 @@ def mark_missed(session: Session, actor: Actor, now: dt.datetime | None = None) 
 
 
 def participant_visits(session: Session, actor: Actor, participant_id: uuid.UUID) -> list[Visit]:
+    """The participant's visits by target date, as far as the actor may see them."""
+    require_role(actor, Role.COORDINATOR, Role.PATIENT, Role.NURSE, Role.MONITOR)
     participant = get_visible(session, visible_participants(actor), participant_id, "participant")
     query = visible_visits(actor).where(Visit.participant_id == participant.id)
     return list(session.scalars(query.order_by(Visit.target_date, Visit.code)))

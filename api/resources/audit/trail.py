@@ -13,8 +13,7 @@ from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import WITHHELD_NOTE, DisclosedSchema, FreeText
-from services.audit.chain import visible_events
-from services.models import AuditEvent
+from services.audit import chain as audit
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="Audit trail")
 
@@ -64,13 +63,5 @@ class AuditEvents(MethodView):
     @blp.paginate(Page)
     def get(self, filters: dict[str, Any]) -> QueryResults:
         """Events newest first (admin: all; coordinators: their sites; monitors: their studies)."""
-        query = visible_events(current_actor())
-        for name in ("entity_type", "entity_id", "actor_id"):
-            if name in filters:
-                query = query.where(getattr(AuditEvent, name) == filters[name])
-        if "since" in filters:
-            query = query.where(AuditEvent.occurred_at >= filters["since"])
-        if "until" in filters:
-            query = query.where(AuditEvent.occurred_at < filters["until"])
-        query = query.order_by(AuditEvent.occurred_at.desc(), AuditEvent.id)
+        query = audit.trail(current_actor(), audit.TrailFilter(**filters))
         return QueryResults(db_session(), query)

@@ -17,25 +17,12 @@ from api.resources.consent.schemas import ConsentRecordSchema
 from api.resources.schemas import DisclosedSchema
 from consent import documents, records
 from consent.models import ConsentDocument, DocumentStatus
-from services.access import get_visible, require_role, visible_studies
-from services.actor import Role
 
 blp = Blueprint(
     "consent_documents",
     __name__,
     url_prefix="/api/v1",
     description="Consent documents: drafts, approval, versions",
-)
-
-EDITORS = (Role.COORDINATOR, Role.ADMIN)
-DRAFT_FIELDS = (
-    "language",
-    "title",
-    "body_markdown",
-    "signer_roles",
-    "optional_clauses",
-    "quiz",
-    "quiz_pass_mark",
 )
 
 
@@ -88,7 +75,7 @@ class ConsentDraftChangeSchema(ConsentDraftSchema):
     """Any of the draft's fields; the others stay as they are."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(partial=DRAFT_FIELDS, **kwargs)
+        super().__init__(partial=documents.DRAFT_FIELDS, **kwargs)
 
 
 class ConsentApprovalSchema(ma.Schema):
@@ -141,11 +128,6 @@ class MyConsentsSchema(ma.Schema):
     consents = ma.fields.List(ma.fields.Nested(ConsentRecordSchema))
 
 
-def _content(document: ConsentDocument, changes: dict[str, Any]) -> documents.DraftContent:
-    current = {name: getattr(document, name) for name in DRAFT_FIELDS}
-    return documents.DraftContent(**{**current, **changes})
-
-
 @blp.route("/studies/<uuid:study_id>/consent-documents")
 class StudyDocuments(MethodView):
     @protected(blp, 403, 404)
@@ -163,15 +145,14 @@ class StudyDocuments(MethodView):
     @blp.paginate(Page)
     def get(self, filters: dict[str, Any], study_id: uuid.UUID) -> QueryResults:
         """The study's consent documents, every version (staff of the study)."""
-        actor = current_actor()
         session = db_session()
-        get_visible(session, visible_studies(actor), study_id, "study")
-        query = documents.visible_documents(actor).where(ConsentDocument.study_id == study_id)
-        if "language" in filters:
-            query = query.where(ConsentDocument.language == filters["language"].lower())
-        if "status" in filters:
-            query = query.where(ConsentDocument.status == filters["status"])
-        query = query.order_by(ConsentDocument.language, ConsentDocument.version.desc())
+        query = documents.study_documents(
+            session,
+            current_actor(),
+            study_id,
+            language=filters.get("language"),
+            status=filters.get("status"),
+        )
         return QueryResults(session, query)
 
 
@@ -189,13 +170,7 @@ class DocumentItem(MethodView):
     @blp.response(200, ConsentDocumentSchema)
     def patch(self, body: dict[str, Any], document_id: uuid.UUID) -> ConsentDocument:
         """Change a draft (coordinator, admin); an approved version is frozen (409)."""
-        actor = current_actor()
-        session = db_session()
-        require_role(actor, *EDITORS)
-        document = get_visible(
-            session, documents.visible_documents(actor), document_id, "consent document"
-        )
-        return documents.update_draft(session, actor, document_id, _content(document, body))
+        return documents.change_draft(db_session(), current_actor(), document_id, body)
 
 
 @blp.route("/consent-documents/<uuid:document_id>/approve")

@@ -16,12 +16,9 @@ from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import DisclosedSchema, With
 from services.access import (
     get_visible,
-    visible_participants,
     visible_studies,
 )
-from services.actor import Role
 from services.models import Participant
-from services.notifications import preferences as sms_preferences
 from services.people import participants as people
 
 blp = Blueprint("participants", __name__, url_prefix="/api/v1", description="Participants")
@@ -139,13 +136,10 @@ class ParticipantItem(MethodView):
     def get(self, participant_id: uuid.UUID) -> Participant | With:
         """One participant; contact data only for those who care for them, and for the
         coordinator whether SMS reach them."""
-        actor, session = current_actor(), db_session()
-        participant = get_visible(
-            session, visible_participants(actor), participant_id, "participant"
+        participant, sms = people.participant_with_reach(
+            db_session(), current_actor(), participant_id
         )
-        if actor.role != Role.COORDINATOR:
-            return participant
-        return With(participant, {"sms": sms_preferences.sms_status(session, participant.user_id)})
+        return participant if sms is None else With(participant, {"sms": sms})
 
     @protected(blp, 403, 404, 409)
     @blp.arguments(ParticipantUpdateSchema)

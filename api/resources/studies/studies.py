@@ -108,11 +108,8 @@ class Sites(MethodView):
     @blp.paginate(Page)
     def get(self, study_id: uuid.UUID) -> QueryResults:
         """The study's sites the caller works at (admins and monitors: all)."""
-        actor = current_actor()
         session = db_session()
-        get_visible(session, visible_studies(actor), study_id, "study")
-        query = visible_sites(actor).where(Site.study_id == study_id).order_by(Site.code)
-        return QueryResults(session, query)
+        return QueryResults(session, studies.study_sites(session, current_actor(), study_id))
 
 
 @blp.route("/sites/<uuid:site_id>")
