@@ -32,8 +32,9 @@ from services.db import empty_database
 from tests.factories.people import World, make_world
 
 # Fixtures other modules offer: local S3, Twilio and SMTP servers; the upload tests'
-# participants.
+# participants; the requirement marker (validation evidence).
 pytest_plugins = [
+    "tests.traceability.plugin",
     "tests.fakes.s3",
     "tests.factories.diagnostics",
     "tests.fakes.twilio",

@@ -1,0 +1,1 @@
+"""Validation evidence: requirement ids, the tests that carry them, and docs/compliance.md."""
