@@ -8,7 +8,7 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from consent import documents
-from scheduling.runner import JobSpec
+from scheduling.jobs import JobSpec
 from services.actor import Actor
 
 

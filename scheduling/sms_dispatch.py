@@ -11,6 +11,11 @@ is therefore rendered and stored before the send: it is what reconciliation matc
 A gateway call starts only while the lease outlasts the call, so no send is still
 under way when another dispatcher reconciles its row. Nothing here holds a
 transaction open across a network call.
+
+The module is longer than most on purpose: it is the one object holding the lease
+protocol (claim, prepare, send, reconcile), whose safety is checked by reading those
+steps together. What an attempt leaves on its row is scheduling/sms_outcomes.py; the
+job that runs the loop is scheduling/jobs.py.
 """
 
 from __future__ import annotations
@@ -18,11 +23,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import random
-import re
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,18 +34,15 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.actor import Actor
-from services.audit import chain as audit
+from scheduling import sms_outcomes as outcomes
+from scheduling.sms_outcomes import PENDING, SENDING, SENT
 from services.db import utcnow
 from services.models import (
     NotificationPreference,
-    Participant,
     SmsMessage,
-    SmsStatus,
     User,
 )
 from services.notifications import content as sms_content
-from services.notifications import planning as sms_rules
 from services.notifications import sending
 from services.notifications.gateway import (
     GatewayConfigError,
@@ -52,27 +51,17 @@ from services.notifications.gateway import (
     SmsGateway,
     TransientSmsError,
 )
-from services.notifications.inbound import flag_phone
 
 log = logging.getLogger("dct.sms")
 
-PENDING, SENDING, SENT = SmsStatus.PENDING.value, SmsStatus.SENDING.value, SmsStatus.SENT.value
-BACKOFF_BASE = dt.timedelta(seconds=30)
-BACKOFF_CAP = dt.timedelta(hours=1)
-JITTER = 0.1
 # Twilio refused our account or request: every message waits this long, unsent and
 # uncounted, for an operator to fix the configuration.
 CONFIG_RETRY = dt.timedelta(minutes=10)
 CONFIG_WAIT = "waiting: Twilio refused the SMS configuration"
-# How long one run of the dispatch job goes on draining a backlog.
-JOB_SECONDS = 60
 # Rows claimed per sending thread and round: enough to keep every thread busy.
 ROWS_PER_THREAD = 10
 # Twilio's clock and ours may differ a little: reconciliation looks back this much more.
 CLOCK_SKEW = dt.timedelta(minutes=1)
-# The sender name of a study without SMS settings (and of staff messages without a study).
-# Twilio's error texts quote the number; it must not sit in clear in the outbox.
-PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
 
 
 @dataclass(frozen=True)
@@ -103,60 +92,6 @@ class NotSent(Exception):
 def worker_name() -> str:
     """Who holds a lease, for the operator reading `claimed_by`."""
     return f"{socket.gethostname()}:{os.getpid()}"[-64:]
-
-
-def give_up(
-    session: Session, message: SmsMessage, reason: str, worker: str, **after: object
-) -> None:
-    message.status = SmsStatus.FAILED.value
-    message.status_reason = f"gave up after {message.attempts} attempts: {reason}"
-    audit_outcome(session, message, "sms.failed", worker, **after)
-
-
-def backoff(attempts: int) -> dt.timedelta:
-    """30 s, 1 min, 2 min, ... up to an hour, spread by +-10 % so that retries after an
-    outage do not all arrive at once."""
-    delay: dt.timedelta = min(BACKOFF_BASE * 2 ** (attempts - 1), BACKOFF_CAP)
-    return delay * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - spreading load, not a secret
-
-
-def scrub(text: str | None) -> str | None:
-    return PHONE_LIKE.sub("[number]", text)[:300] if text else text
-
-
-def owned(session: Session, message_id: uuid.UUID, worker: str) -> SmsMessage | None:
-    """The row, if this worker still holds it (a slow sender may have lost it)."""
-    message = session.get_one(SmsMessage, message_id, with_for_update=True)
-    if message.status != SENDING or message.claimed_by != worker:
-        log.warning("SMS lease lost before the outcome was recorded")
-        return None
-    return message
-
-
-def request_id(worker: str) -> str:
-    return f"sms-dispatch-{worker}"
-
-
-def audit_outcome(
-    session: Session, message: SmsMessage, action: str, worker: str, **after: object
-) -> None:
-    """A participant's messages go into their audit chain (never the text or number);
-    staff messages (the nurse's list) are not about a participant."""
-    if message.participant_id is None:
-        return
-    participant = session.get_one(Participant, message.participant_id)
-    audit.record_change(
-        session,
-        Actor.system(request_id=request_id(worker)),
-        action,
-        message,
-        subject=audit.Subject(
-            study_id=participant.study_id,
-            site_id=participant.site_id,
-            participant_id=participant.id,
-        ),
-        after={"template": message.template, "attempts": message.attempts, **after},
-    )
 
 
 class Dispatcher:
@@ -402,7 +337,7 @@ class Dispatcher:
             )
             self.release(
                 [outgoing.id],
-                until=now + backoff(outgoing.attempts),
+                until=now + outcomes.backoff(outgoing.attempts),
                 reason="retrying: the gateway could not say whether it was sent",
             )
             raise NotSent from error
@@ -453,16 +388,9 @@ class Dispatcher:
         return next((sid for sid in found if sid not in taken), None)
 
     def record_sent(self, message_id: uuid.UUID, sid: str, *, now: dt.datetime) -> None:
-        """The SMS went: that is recorded even when a status callback got here first, but
-        the status only moves forward (a `delivered` stays)."""
         with self.sessions() as session:
             message = session.get_one(SmsMessage, message_id, with_for_update=True)
-            if message.status in (SENDING, PENDING):
-                message.status, message.status_reason = SENT, None
-            message.twilio_sid = message.twilio_sid or sid
-            message.sent_at = message.sent_at or now
-            message.lease_until, message.error_code, message.error_message = None, None, None
-            audit_outcome(session, message, "sms.sent", self.worker, twilio_sid=message.twilio_sid)
+            outcomes.sent(session, message, sid, at=now, worker=self.worker)
             session.commit()
 
     def retry_or_fail(
@@ -474,49 +402,28 @@ class Dispatcher:
         now: dt.datetime,
     ) -> None:
         """A throttled or unavailable gateway, or a row that could not be prepared: try
-        again later, backing off, until the attempts run out. Twilio's error is kept on
-        the row; a failure of our own leaves the row's earlier one."""
+        again later, backing off, until the attempts run out."""
         with self.sessions() as session:
-            message = owned(session, message_id, self.worker)
+            message = outcomes.owned(session, message_id, self.worker)
             if message is None:
                 return
-            if error is not None:
-                message.error_code, message.error_message = error.code, scrub(error.message)
-            message.lease_until, message.claimed_by = None, None
-            if message.attempts >= self.settings["DCT_SMS_MAX_ATTEMPTS"]:
-                give_up(
-                    session, message, reason, self.worker, error_code=error.code if error else None
-                )
-            else:
-                message.status, message.status_reason = PENDING, f"retrying: {reason}"
-                message.next_attempt_at = now + backoff(message.attempts)
+            outcomes.retry_or_give_up(
+                session,
+                message,
+                reason,
+                error=error,
+                due=now + outcomes.backoff(message.attempts),
+                max_attempts=self.settings["DCT_SMS_MAX_ATTEMPTS"],
+                worker=self.worker,
+            )
             session.commit()
 
     def fail(self, message_id: uuid.UUID, error: PermanentSmsError, *, now: dt.datetime) -> None:
-        """The number cannot take SMS (invalid, unsubscribed at the carrier, a landline):
-        no retry, and the coordinator sees the phone flagged."""
         with self.sessions() as session:
-            message = owned(session, message_id, self.worker)
+            message = outcomes.owned(session, message_id, self.worker)
             if message is None:
                 return
-            message.status, message.status_reason = (
-                SmsStatus.FAILED.value,
-                "rejected by the gateway",
-            )
-            message.error_code, message.error_message = error.code, scrub(error.message)
-            message.lease_until, message.claimed_by = None, None
-            if error.code is not None:
-                flag_phone(
-                    session, message.user_id, error.code, request_id=request_id(self.worker), at=now
-                )
-            audit_outcome(
-                session,
-                message,
-                "sms.failed",
-                self.worker,
-                error_code=error.code,
-                phone_flagged=True,
-            )
+            outcomes.refused(session, message, error, at=now, worker=self.worker)
             session.commit()
 
     def reconcile(self, *, now: dt.datetime, batch: int) -> int:
@@ -564,9 +471,11 @@ class Dispatcher:
             if sid is not None:
                 message.status, message.status_reason = SENT, None
                 message.twilio_sid, message.sent_at = sid, message.sent_at or claimed_at
-                audit_outcome(session, message, "sms.sent", "reconciliation", twilio_sid=sid)
+                outcomes.audit_outcome(
+                    session, message, "sms.sent", "reconciliation", twilio_sid=sid
+                )
             elif message.attempts >= self.settings["DCT_SMS_MAX_ATTEMPTS"]:
-                give_up(session, message, "dispatcher lost", "reconciliation")
+                outcomes.give_up(session, message, "dispatcher lost", "reconciliation")
             else:
                 message.status, message.status_reason = PENDING, "resending: dispatcher lost"
                 message.next_attempt_at = now
@@ -583,29 +492,3 @@ class Dispatcher:
                 )
                 is not None
             )
-
-
-def plan(session: Session, actor: Actor) -> str:
-    """The `plan-sms` job: materialise the rows that became plannable."""
-    return f"{sms_rules.plan_due(session, actor, utcnow())} SMS planned"
-
-
-def dispatch_job(
-    sessions: sessionmaker[Session],
-    _actor: Actor,
-    *,
-    gateway: SmsGateway,
-    settings: Mapping[str, Any],
-    threads: int = 1,
-    batch: int = 50,
-) -> str:
-    """The `dispatch-sms` job, in short transactions of its own (see `dispatch`): rounds
-    until nothing due is left, so a backlog drains at sending speed rather than one
-    batch per tick; after JOB_SECONDS the next tick carries on (`coalesce` folds the
-    ticks missed meanwhile)."""
-    dispatcher = Dispatcher(sessions, gateway, settings, worker=worker_name())
-    sent, stop = 0, time.monotonic() + JOB_SECONDS
-    while True:
-        sent += dispatcher.dispatch(threads=threads, batch=batch)
-        if time.monotonic() > stop or not dispatcher.anything_due():
-            return f"{sent} SMS sent"

@@ -6,7 +6,8 @@ import hashlib
 import re
 
 from demo.seed import DEMO_PASSWORD
-from scheduling.runner import job_specs, run_job
+from scheduling.jobs import job_specs
+from scheduling.runner import run_job
 
 CODE = re.compile(r"\b[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}\b")
 

@@ -22,8 +22,9 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import cli
-from scheduling import sms_dispatch
-from scheduling.runner import build_scheduler, job_specs, run_job
+from scheduling import jobs, sms_dispatch, sms_outcomes
+from scheduling.jobs import job_specs
+from scheduling.runner import build_scheduler, run_job
 from services.actor import Actor
 from services.db import utcnow
 from services.models import (
@@ -507,7 +508,7 @@ def test_transient_errors_back_off_exponentially_then_fail_at_the_limit(
 
 
 def test_the_backoff_stops_growing_at_an_hour():
-    assert all(3240 <= sms_dispatch.backoff(n).total_seconds() <= 3960 for n in (8, 12, 30))
+    assert all(3240 <= sms_outcomes.backoff(n).total_seconds() <= 3960 for n in (8, 12, 30))
 
 
 def test_a_retry_after_a_lost_answer_asks_twilio_before_sending_again(
@@ -704,7 +705,7 @@ def test_a_row_that_cannot_be_prepared_neither_blocks_the_round_nor_comes_back_f
 
 def test_twilios_error_text_never_keeps_the_number():
     text = "The 'To' number +32 470 12 34 56 is not a valid phone number."
-    assert sms_dispatch.scrub(text) == "The 'To' number [number] is not a valid phone number."
+    assert sms_outcomes.scrub(text) == "The 'To' number [number] is not a valid phone number."
 
 
 # --- leases ---------------------------------------------------------------------------
@@ -861,7 +862,7 @@ def test_the_dispatch_job_drains_every_due_row_through_the_configured_gateway(
 
 
 def test_the_plan_job_plans_through_the_rules(db, world):
-    assert sms_dispatch.plan(db, Actor.system("test")) == "0 SMS planned"
+    assert jobs.plan_sms(db, Actor.system("test")) == "0 SMS planned"
 
 
 @pytest.mark.parametrize(

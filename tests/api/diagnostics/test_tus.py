@@ -26,7 +26,8 @@ from tusclient.uploader import Uploader
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
-from scheduling.runner import job_specs, run_job
+from scheduling.jobs import job_specs
+from scheduling.runner import run_job
 from services.db import utcnow
 from services.diagnostics import envelope, tus, upload_keys
 from services.diagnostics.envelope import SealedStaging

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from scheduling import housekeeping
-from scheduling.runner import job_specs, run_job
+from scheduling.jobs import job_specs
+from scheduling.runner import run_job
 from services.actor import Actor, Role
 from services.models import User, Visit
 from services.visits import booking as visits

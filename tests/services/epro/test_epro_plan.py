@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from scheduling import housekeeping
-from scheduling.runner import job_specs, run_job
+from scheduling.jobs import job_specs
+from scheduling.runner import run_job
 from services.actor import Actor
 from services.db import utcnow
 from services.epro import definitions as epro_definitions

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from api.config import load
 from scheduling import email_dispatch
-from scheduling.runner import job_specs
+from scheduling.jobs import job_specs
 from services.actor import Actor
 from services.db import utcnow
 from services.models import EmailMessage, PasswordResetCode
