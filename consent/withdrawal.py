@@ -18,7 +18,7 @@ from services.db import utcnow
 from services.epro import plan as epro_plan
 from services.errors import Conflict, Invalid, Unauthenticated
 from services.models import ConsentState, Participant, ParticipantStatus
-from services.notifications import planning as sms_rules
+from services.notifications import outbox
 from services.people import identity
 from services.people.identity import AuthPolicy
 from services.people.participants import participant_subject
@@ -103,7 +103,7 @@ def withdraw(
     sms_cancelled = 0
     if request.scope in ("all", "contact"):
         reason = "consent withdrawn" if request.scope == "all" else "contact withdrawn"
-        sms_cancelled = sms_rules.cancel_participant_messages(session, participant, reason)
+        sms_cancelled = outbox.cancel_participant_messages(session, participant, reason)
     session.flush()
     audit.record_change(
         session,

@@ -41,7 +41,7 @@ from services.models import (
     Visit,
     VisitStatus,
 )
-from services.notifications import planning as sms_rules
+from services.notifications import outbox
 from services.people.consent_gate import require_enrolled
 from services.people.participants import participant_subject
 
@@ -201,7 +201,7 @@ def plan_published(session: Session, actor: Actor, questionnaire: Questionnaire)
         .returning(EproInstance.id)
         .execution_options(synchronize_session=False)
     ).all()
-    reminders_cancelled = sms_rules.cancel_instance_reminders(session, handed_over, reason)
+    reminders_cancelled = outbox.cancel_instance_reminders(session, handed_over, reason)
     participants = list(
         session.scalars(
             select(Participant)
@@ -321,7 +321,7 @@ def follow_visit(session: Session, actor: Actor, visit: Visit) -> None:
             )
     session.flush()
     # A moved window's reminders follow it when the plan job runs next.
-    sms_rules.cancel_instance_reminders(session, cancelled, "visit cancelled")
+    outbox.cancel_instance_reminders(session, cancelled, "visit cancelled")
 
 
 # What an event keeps of the row before and after a change.

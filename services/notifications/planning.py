@@ -12,20 +12,16 @@ asks `sending.still_relevant` just before it sends.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any, TypeGuard, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, CursorResult, Select, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from services import passwords
-from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
 from services.audit import chain as audit
 from services.db import utcnow
@@ -39,11 +35,11 @@ from services.models import (
     Participant,
     ParticipantStatus,
     SmsMessage,
-    SmsStatus,
     User,
     Visit,
     VisitStatus,
 )
+from services.notifications import outbox
 from services.notifications.settings import DEFAULT_RULES, settings_of
 
 MORNING_AT = dt.time(8, 0)
@@ -54,11 +50,8 @@ EPRO_CLOSING_LEAD = dt.timedelta(hours=2)
 # episode starts there, so a later episode gets its own reminders.
 RECONSENT_ACTION = "consent.requires_reconsent"
 
-_PENDING = SmsStatus.PENDING.value
 BOOKED = (VisitStatus.SCHEDULED.value, VisitStatus.CONFIRMED.value)
 ANSWERED = (InstanceStatus.COMPLETED.value, InstanceStatus.DECLINED.value)
-# Rows per INSERT/IN: far below SQLite's and PostgreSQL's bound-parameter limits.
-_CHUNK = 500
 
 Rules = Callable[[uuid.UUID | None], dict[str, Any]]
 
@@ -104,120 +97,6 @@ def participant_problem(participant: Participant) -> str | None:
     return None
 
 
-def _row(
-    *,
-    key: str,
-    user_id: uuid.UUID,
-    template: str,
-    params: dict[str, Any],
-    relevance: dict[str, Any],
-    due_at: dt.datetime,
-    participant_id: uuid.UUID | None = None,
-    study_id: uuid.UUID | None = None,
-) -> dict[str, Any]:
-    now = utcnow()
-    return {
-        "id": uuid.uuid4(),
-        "dedupe_key": key,
-        "user_id": user_id,
-        "participant_id": participant_id,
-        "study_id": study_id,
-        "template": template,
-        # Sorted, so an unchanged plan compares equal to the stored one.
-        "params": json.dumps(params, sort_keys=True),
-        "relevance": relevance,
-        "due_at": due_at,
-        "next_attempt_at": due_at,
-        "status": _PENDING,
-        "attempts": 0,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert the rows whose key is new and return their keys; a key planned already
-    (earlier, or by a concurrent planner that committed first) is left as it is."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    inserted: set[str] = set()
-    for chunk in _chunks(rows):
-        statement = (
-            insert(SmsMessage)
-            .values(list(chunk))
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(SmsMessage.dedupe_key)
-        )
-        inserted.update(session.scalars(statement))
-    return inserted
-
-
-def _plan(session: Session, rows: list[dict[str, Any]], *, compare_params: bool = False) -> int:
-    """Plan rows; one still pending whose occasion moved since (an ePRO window following
-    its rebooked visit, a nurse's list gaining a visit) follows it. Returns how many
-    rows are new. Parameters are compared only when asked: they are encrypted, and
-    decrypting every planned row on every run would cost more than it finds."""
-    inserted = _insert_new(session, rows)
-    planned = {row["dedupe_key"]: row for row in rows if row["dedupe_key"] not in inserted}
-    columns = [SmsMessage.dedupe_key, SmsMessage.due_at]
-    if compare_params:
-        columns.append(SmsMessage.params)
-    for keys in _chunks(list(planned)):
-        stored = session.execute(
-            select(*columns).where(SmsMessage.dedupe_key.in_(keys), SmsMessage.status == _PENDING)
-        )
-        for key, due_at, *params in stored:
-            row = planned[key]
-            if due_at != row["due_at"] or (compare_params and params[0] != row["params"]):
-                session.execute(
-                    update(SmsMessage)
-                    .where(SmsMessage.dedupe_key == key, SmsMessage.status == _PENDING)
-                    .values(
-                        due_at=row["due_at"], next_attempt_at=row["due_at"], params=row["params"]
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-    return len(inserted)
-
-
-def _cancel_pending(session: Session, reason: str, *where: ColumnElement[bool]) -> int:
-    """Cancel the pending rows that match, saying why, and return how many: the outbox
-    then shows what will not go, rather than each row being skipped at its time."""
-    result = session.execute(
-        update(SmsMessage)
-        .where(SmsMessage.status == _PENDING, *where)
-        .values(status=SmsStatus.CANCELLED.value, status_reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    # execute() is typed to return a plain Result; for an UPDATE it is a CursorResult.
-    return cast("CursorResult[Any]", result).rowcount
-
-
-def cancel_participant_messages(session: Session, participant: Participant, reason: str) -> int:
-    """A withdrawal from the study or of contact, in its transaction: every pending SMS
-    of the participant is cancelled, reminders and account codes (activation, password
-    reset) alike, as someone who withdrew contact gets no SMS from the study at all.
-    Returns how many, for the withdrawal's audit event."""
-    return _cancel_pending(session, reason, SmsMessage.participant_id == participant.id)
-
-
-def cancel_instance_reminders(
-    session: Session, instance_ids: Sequence[uuid.UUID], reason: str
-) -> int:
-    """The pending reminders of ePRO instances that were cancelled (handed over to a
-    new version, their visit cancelled) go with them, so that an occasion planned
-    again never has two. Returns how many, for the caller's audit event."""
-    cancelled = 0
-    for chunk in _chunks(list(instance_ids)):
-        keys = [SmsMessage.dedupe_key.startswith(f"epro:{instance_id}:") for instance_id in chunk]
-        cancelled += _cancel_pending(session, reason, or_(*keys))
-    return cancelled
-
-
 # --- visits ------------------------------------------------------------------------------
 
 
@@ -227,13 +106,13 @@ def plan_visit_reminders(session: Session, visit: Visit) -> None:
     cancelled, those of the booked time planned."""
     rows = _visit_rows(session, visit, utcnow())
     reason = _VISIT_OVER.get(visit.status, "rescheduled")
-    _cancel_pending(
+    outbox.cancel_pending(
         session,
         reason,
         SmsMessage.dedupe_key.startswith(f"visit:{visit.id}:"),
         SmsMessage.dedupe_key.not_in([row["dedupe_key"] for row in rows]),
     )
-    _insert_new(session, rows)
+    outbox.insert_new(session, rows)
 
 
 # Why a visit's pending reminders are cancelled when it is no longer to come.
@@ -259,7 +138,7 @@ def _visit_rows(session: Session, visit: Visit, now: dt.datetime) -> list[dict[s
     }
     relevance = {"visit_id": str(visit.id), "start_at": start.isoformat()}
     return [
-        _row(
+        outbox.row(
             key=f"visit:{visit.id}:{int(start.timestamp())}:{suffix}",
             user_id=participant.user_id,
             participant_id=participant.id,
@@ -288,7 +167,7 @@ def plan_activation_sms(session: Session, user: User, code: str) -> None:
     code_id = session.scalars(
         select(ActivationCode.id).where(ActivationCode.code_hash == passwords.hash_code(code))
     ).one()
-    row = _row(
+    row = outbox.row(
         key=f"activation:{user.id}:{code_id}",
         user_id=user.id,
         participant_id=participant.id,
@@ -298,14 +177,14 @@ def plan_activation_sms(session: Session, user: User, code: str) -> None:
         relevance={"participant_id": str(participant.id), "activation_code_id": str(code_id)},
         due_at=utcnow(),
     )
-    _insert_new(session, [row])
+    outbox.insert_new(session, [row])
 
 
 def plan_reset_sms(session: Session, user: User, code_id: uuid.UUID, code: str) -> None:
     """A password reset code, due now, to the phone on file: staff accounts too. A
     patient's carries their participation, so withdrawal and "no contact" hold it."""
     participant = session.scalars(select(Participant).where(Participant.user_id == user.id)).first()
-    row = _row(
+    row = outbox.row(
         key=f"password-reset:{user.id}:{code_id}",
         user_id=user.id,
         participant_id=participant.id if participant else None,
@@ -315,7 +194,7 @@ def plan_reset_sms(session: Session, user: User, code_id: uuid.UUID, code: str) 
         relevance={"password_reset_code_id": str(code_id)},
         due_at=utcnow(),
     )
-    _insert_new(session, [row])
+    outbox.insert_new(session, [row])
 
 
 # --- the plan job ------------------------------------------------------------------------
@@ -326,9 +205,11 @@ def plan_due(session: Session, actor: Actor, now: dt.datetime) -> int:
     rows are new; a second run at the same time plans none."""
     rules = _rules_lookup(session)
     planned = {
-        "epro": _plan(session, _epro_rows(session, now, rules)),
-        "reconsent": _plan(session, _reconsent_rows(session, now, rules)),
-        "nurse_next_day": _plan(session, _nurse_rows(session, now, rules), compare_params=True),
+        "epro": outbox.plan_rows(session, _epro_rows(session, now, rules)),
+        "reconsent": outbox.plan_rows(session, _reconsent_rows(session, now, rules)),
+        "nurse_next_day": outbox.plan_rows(
+            session, _nurse_rows(session, now, rules), compare_params=True
+        ),
     }
     total = sum(planned.values())
     if total:
@@ -373,7 +254,7 @@ def _epro_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[st
             ),
         }
         rows.extend(
-            _row(
+            outbox.row(
                 key=f"epro:{instance.id}:{suffix}",
                 user_id=user_id,
                 participant_id=instance.participant_id,
@@ -418,7 +299,7 @@ def _reconsent_rows(session: Session, now: dt.datetime, rules: Rules) -> list[di
             due = (local + dt.timedelta(days=study["reconsent_every_days"])).astimezone(dt.UTC)
         if due <= now:
             rows.append(
-                _row(
+                outbox.row(
                     key=f"reconsent:{participant.id}:{len(earlier) + 1}",
                     user_id=participant.user_id,
                     participant_id=participant.id,
@@ -482,7 +363,7 @@ def _nurse_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[s
         first_at, study_id = visits[0]
         day = first_at.astimezone(zone).date()
         rows.append(
-            _row(
+            outbox.row(
                 key=f"nurse:{nurse_id}:{day.isoformat()}",
                 user_id=nurse_id,
                 study_id=study_id,
@@ -496,21 +377,3 @@ def _nurse_rows(session: Session, now: dt.datetime, rules: Rules) -> list[dict[s
 
 
 # --- just before sending -----------------------------------------------------------------
-
-
-# --- the coordinator's view --------------------------------------------------------------
-
-
-def participant_messages(
-    session: Session, actor: Actor, participant_id: uuid.UUID
-) -> Select[SmsMessage]:
-    """A participant's planned and sent SMS for their site's coordinator, latest due
-    first. Parameters and text stay unread: an activation code is a secret."""
-    require_role(actor, Role.COORDINATOR)
-    participant = get_visible(session, visible_participants(actor), participant_id, "participant")
-    return (
-        select(SmsMessage)
-        .options(defer(SmsMessage.params), defer(SmsMessage.body))
-        .where(SmsMessage.participant_id == participant.id)
-        .order_by(SmsMessage.due_at.desc(), SmsMessage.id)
-    )

@@ -14,7 +14,7 @@ from api.auth import current_actor
 from api.db import db_session
 from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
-from services.notifications import planning as sms_rules
+from services.notifications import outbox
 
 blp = Blueprint("notifications", __name__, url_prefix="/api/v1", description="SMS reminders")
 
@@ -57,5 +57,5 @@ class ParticipantNotifications(MethodView):
         the participant's site)."""
         session = db_session()
         return QueryResults(
-            session, sms_rules.participant_messages(session, current_actor(), participant_id)
+            session, outbox.participant_messages(session, current_actor(), participant_id)
         )
