@@ -1,5 +1,5 @@
-"""ePRO responses: offline-safe submission, staff corrections, reads and FHIR export
-(built by `services.epro.fhir`).
+"""ePRO responses: offline-safe submission, reads and FHIR export (built by
+`services.epro.fhir`); staff corrections are `services.epro.corrections`.
 
 A phone may send one submission many times (retries, offline sync): its `client_id`
 makes every repeat answer the original record, and it is checked before anything that
@@ -15,7 +15,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +25,6 @@ from services import validation
 from services.access import get_visible, require_role, visible_participants
 from services.actor import Actor, Role
 from services.audit import chain as audit
-from services.db import utcnow
 from services.epro import fhir as epro_fhir
 from services.epro.answers import validate_answers
 from services.errors import Conflict, DomainError, Forbidden, Invalid
@@ -245,10 +244,10 @@ def _check_answers(session: Session, instance: EproInstance, submission: Submiss
     if submission.decline_reason is not None:
         raise Invalid("decline_reason", errors={"decline_reason": ["only for a declined response"]})
     questionnaire = session.get_one(Questionnaire, instance.questionnaire_id)
-    _validated(questionnaire, submission.answers)
+    validated(questionnaire, submission.answers)
 
 
-def _validated(questionnaire: Questionnaire, answers: list[dict[str, Any]]) -> None:
+def validated(questionnaire: Questionnaire, answers: list[dict[str, Any]]) -> None:
     errors = validate_answers(questionnaire.items, answers)
     if errors:
         raise Invalid(
@@ -344,93 +343,6 @@ def submit_batch(
         else:
             outcomes.append(Outcome(response=response, created=created))
     return outcomes
-
-
-# --- corrections -----------------------------------------------------------------
-
-
-def correct(
-    session: Session,
-    actor: Actor,
-    response_id: uuid.UUID,
-    answers: list[dict[str, Any]],
-    reason: str,
-) -> EproResponse:
-    """A coordinator's correction: a new version after the latest one, validated
-    against the same questionnaire version; every earlier version stays readable."""
-    require_role(actor, Role.COORDINATOR)
-    corrected = get_visible(session, visible_responses(actor), response_id, "ePRO response")
-    session.execute(
-        select(EproInstance.id).where(EproInstance.id == corrected.instance_id).with_for_update()
-    )
-    latest = _latest_version(session, corrected.instance_id)
-    if latest.status != ResponseStatus.COMPLETED:
-        raise Conflict("a declined response has no answers to correct")
-    _validated(session.get_one(Questionnaire, latest.questionnaire_id), answers)
-    before, after = _answer_values(latest.answers), _answer_values(answers)
-    changed = sorted(i for i in before.keys() | after.keys() if before.get(i) != after.get(i))
-    if not changed:
-        raise Invalid("answers", errors={"answers": [f"the same as version {latest.version}"]})
-    correction = _correction_of(latest, actor, answers, reason)
-    try:
-        with session.begin_nested():
-            session.add(correction)
-    except IntegrityError:
-        raise Conflict("the response was corrected meanwhile; read it and retry") from None
-    audit.record_change(
-        session,
-        actor,
-        "epro.response.correct",
-        correction,
-        subject=participant_subject(session.get_one(Participant, latest.participant_id)),
-        before={"version": latest.version, "answers": {i: before.get(i) for i in changed}},
-        after={
-            "version": correction.version,
-            "corrects_id": str(latest.id),
-            "changed_items": changed,
-            "answers": {i: after.get(i) for i in changed},
-        },
-        reason=reason,
-    )
-    return correction
-
-
-def _latest_version(session: Session, instance_id: uuid.UUID) -> EproResponse:
-    latest = session.scalars(
-        select(EproResponse)
-        .where(EproResponse.instance_id == instance_id)
-        .order_by(EproResponse.version.desc())
-    ).first()
-    return cast(EproResponse, latest)  # the corrected response exists: at least one version
-
-
-def _answer_values(answers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {answer["item"]: answer["value"] for answer in answers}
-
-
-def _correction_of(
-    latest: EproResponse, actor: Actor, answers: list[dict[str, Any]], reason: str
-) -> EproResponse:
-    """The answers of the same occasion: device and timing facts stay those of the
-    participant's response; who recorded the correction, when and why are new."""
-    return EproResponse(
-        id=uuid.uuid4(),
-        client_id=None,
-        instance_id=latest.instance_id,
-        participant_id=latest.participant_id,
-        questionnaire_id=latest.questionnaire_id,
-        version=latest.version + 1,
-        corrects_id=latest.id,
-        status=ResponseStatus.COMPLETED.value,
-        answers=list(answers),
-        started_at=latest.started_at,
-        completed_at=latest.completed_at,
-        received_at=utcnow(),
-        timeliness=latest.timeliness,
-        originator=Role.COORDINATOR.value,
-        entered_by=actor.user_id,
-        reason=reason,
-    )
 
 
 # --- reads -----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from api.fields import UtcDateTime
 from api.openapi import Blueprint, QueryResults, protected
 from api.resources.schemas import WITHHELD_NOTE, DisclosedSchema, FreeText, With
 from services.db import utcnow
+from services.epro import corrections as epro_corrections
 from services.epro import fhir as epro_fhir
 from services.epro import responses as epro_responses
 from services.models import EproResponse, ResponseStatus
@@ -285,7 +286,7 @@ class EproResponseCorrections(MethodView):
         validated against the same questionnaire version, with the reason; the earlier
         versions stay readable, and the audit keeps the values before and after. The
         patient can never change a response."""
-        correction = epro_responses.correct(
+        correction = epro_corrections.correct(
             db_session(), current_actor(), response_id, body["answers"], body["reason"]
         )
         return _with_context([correction])[0], 201, _location(correction)
