@@ -5,6 +5,9 @@ for their language: approved and effective today. When a newer version becomes
 effective it supersedes the older ones, and if it is marked `requires_reconsent`
 every participant whose consent rests on an older version must sign again before
 any new study procedure.
+
+A little over the usual size: drafting, approval and supersession are one state
+machine over the same frozen fields.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Set in DejaVu Sans (shipped in `consent/fonts`, free licence beside it): Latin w
 its extensions, Greek and Cyrillic, so the names of European participants print as
 typed. A character the font lacks (CJK, for instance) is printed without its accent
 or as "?", and the page says so; the electronic record keeps the exact text.
+
+Longer than most modules on purpose: it is one page layout, whose determinism (and so
+the stored hash) is easiest to keep when all of its drawing sits in one place.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ document hash the signer was shown, with a printed name matching the one on file
 The manifestation (11.50) is stored with a keyed binding (11.70), so it cannot be
 edited or moved to another record unnoticed. The participant (or their legal
 representative) signs first, an impartial witness when needed, the investigator last.
+
+A little over the usual size: the re-authentication, the manifestation and its binding
+are one Part 11 control, reviewed together.
 """
 
 from __future__ import annotations

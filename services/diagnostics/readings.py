@@ -7,6 +7,9 @@ is stored and flagged for the coordinator. A phone may send one reading many tim
 (retries, offline sync): its `client_id` makes every repeat answer the original, checked
 before anything that may have changed since (the consent, the thresholds). Readings are
 never updated (the PostgreSQL tables are append-only).
+
+A little over the usual size: the plausibility table of every reading kind is data
+that belongs beside the check that reads it.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ staging area and become an upload record exactly like a multipart one once compl
 - The staged bytes are sealed under the transfer's own data key (wrapped on its row)
   as they arrive (`envelope.SealedStaging`): the staging area never holds plaintext,
   and the complete transfer is promoted as the sealed object it already is.
+
+A little over the usual size: the transfer's life cycle (create, append, complete,
+terminate, expire) shares the lock and offset rules above.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Check-in is held to the booking the same way: from a margin before the booked st
 to the end of the window, otherwise 409 unless an override reason records a deviation.
 Bookings of one nurse are serialised by a row lock on the nurse's profile, and on
 PostgreSQL an exclusion constraint makes the database itself refuse an overlap.
+
+Longer than most modules on purpose: booking, check-in and the transitions share one
+lock order and one deviation record, and are checked together for double-booking.
 """
 
 from __future__ import annotations
