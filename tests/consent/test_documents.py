@@ -79,6 +79,7 @@ def test_the_job_changes_nothing_on_a_second_run(db, world):
     assert count(db, AuditEvent) == events
 
 
+@pytest.mark.requirement("CONSENT-2")
 def test_a_new_version_supersedes_only_its_own_language(db, world):
     dutch = make_consent_document(db, world.study, language="nl")
     french = make_consent_document(db, world.study, language="fr")
@@ -99,6 +100,7 @@ def test_an_approved_version_is_frozen(db, world):
 # --- re-consent ------------------------------------------------------------------
 
 
+@pytest.mark.requirement("CONSENT-11")
 def test_reconsent_blocks_new_procedures_until_the_new_version_is_signed(db, world):
     patient, coordinator = world.patient_a, world.coordinator_a
     first = make_consent_document(db, world.study)
@@ -180,6 +182,7 @@ def four_languages(db):
     return site, coordinator, approved
 
 
+@pytest.mark.requirement("CONSENT-2")
 def test_each_locale_gets_its_own_current_version(db, four_languages):
     site, coordinator, approved = four_languages
     for language, document in approved.items():

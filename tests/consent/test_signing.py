@@ -76,6 +76,7 @@ def test_a_signature_is_intact_only_with_the_consent_it_was_given_for(db, world,
         "signer_role = 'impartial_witness'",
     ],
 )
+@pytest.mark.requirement("CONSENT-6")
 def test_an_edited_signature_fails_verification(db, complete, tamperable, change):
     signature = signature_of(db, complete, "participant")
     edit = by_id(f"UPDATE consent_signatures SET {change} WHERE id = :id")  # noqa: S608
@@ -87,6 +88,7 @@ def test_an_edited_signature_fails_verification(db, complete, tamperable, change
     assert not signing.signature_is_intact(edited, complete)
 
 
+@pytest.mark.requirement("CONSENT-6")
 def test_a_signature_moved_to_another_consent_fails_verification(db, world, complete, tamperable):
     record_discussion(db, world.patient_b, world.coordinator_b)
     other = sign_as(db, world.patient_b.user, world.patient_b, complete.document, "participant")
@@ -112,6 +114,7 @@ def test_a_signature_moved_to_another_consent_fails_verification(db, world, comp
     assert not signing.signature_is_intact(moved, target)
 
 
+@pytest.mark.requirement("CONSENT-6")
 def test_postgresql_refuses_to_update_or_delete_signatures(db, complete, dialect):
     if dialect != "postgresql":
         pytest.skip("the append-only trigger exists on PostgreSQL only")

@@ -240,6 +240,7 @@ def test_staff_of_the_study_read_a_draft_with_the_quiz_answers(client, db, world
     assert audit_events(db, "consent_document.open", document.id) == []
 
 
+@pytest.mark.requirement("CONSENT-10")
 def test_a_patient_reads_an_approved_version_without_answers_and_the_opening_is_audited(
     client, db, world
 ):
@@ -512,6 +513,7 @@ def test_a_patient_sees_only_their_own_consents(client, db, world):
     assert count(db, Consent) == 1
 
 
+@pytest.mark.requirement("CONSENT-11")
 def test_a_version_requiring_reconsent_is_offered_again(client, db, world):
     first = make_consent_document(db, world.study)
     make_complete_consent(db, world.patient_a, world.coordinator_a, first)

@@ -54,6 +54,7 @@ def stored_copy(db: Session, consent: Consent) -> tuple[bytes | None, str | None
     return record.pdf, record.pdf_sha256
 
 
+@pytest.mark.requirement("CONSENT-5", "CONSENT-10")
 def test_patient_downloads_the_signed_copy(client, db, world, document, consent):
     response = client.get(pdf_url(consent), headers=headers_for(client, world.patient_a.user))
     assert response.status_code == 200
@@ -83,6 +84,7 @@ def test_patient_downloads_the_signed_copy(client, db, world, document, consent)
     assert "Page 1 of" in content
 
 
+@pytest.mark.requirement("CONSENT-10")
 def test_the_copy_is_produced_once_and_byte_identical_afterwards(client, db, world, consent):
     first = client.get(pdf_url(consent), headers=headers_for(client, world.patient_a.user))
     second = client.get(pdf_url(consent), headers=headers_for(client, world.coordinator_a))

@@ -116,6 +116,7 @@ def registered_at(db: Session, patient: Patient) -> dt.datetime:
     return participant_row(db, patient).created_at
 
 
+@pytest.mark.requirement("CONSENT-3")
 def test_coordinator_records_the_consent_discussion(client, db, world):
     held = (registered_at(db, world.patient_a) + dt.timedelta(minutes=1)).replace(microsecond=0)
     response = discuss(
@@ -141,6 +142,7 @@ def test_coordinator_records_the_consent_discussion(client, db, world):
     assert "Questions" not in str(event.after)
 
 
+@pytest.mark.requirement("CONSENT-3")
 def test_a_phone_discussion_is_refused_at_a_belgian_site(client, db, world):
     response = discuss(client, world.coordinator_a, world.patient_a, mode="phone")
 
@@ -245,6 +247,7 @@ def test_a_coordinator_of_another_site_cannot_record_a_discussion(client, db, wo
 # --- the participant's signature -----------------------------------------------------
 
 
+@pytest.mark.requirement("CONSENT-1", "CONSENT-5")
 def test_participant_signature_stores_the_full_manifestation(
     client, db, world, document, discussed
 ):
@@ -293,6 +296,7 @@ def test_participant_signature_stores_the_full_manifestation(
     assert event.after["document_sha256"] == document.content_sha256
 
 
+@pytest.mark.requirement("CONSENT-1")
 def test_a_draft_cannot_be_signed(client, db, world, discussed):
     draft = make_consent_document(db, world.study, approved=False)
     before = stored(db)
@@ -306,6 +310,7 @@ def test_a_draft_cannot_be_signed(client, db, world, discussed):
     assert stored(db) == before
 
 
+@pytest.mark.requirement("CONSENT-1")
 def test_a_superseded_version_cannot_be_signed(client, db, world, discussed):
     first = make_consent_document(db, world.study)
     make_consent_document(db, world.study)
@@ -324,6 +329,7 @@ def test_a_superseded_version_cannot_be_signed(client, db, world, discussed):
         {"effective_from": dt.date.today() + dt.timedelta(days=7)},
     ],
 )
+@pytest.mark.requirement("CONSENT-2")
 def test_only_the_current_version_in_the_participants_language_can_be_signed(
     client, db, world, document, discussed, other
 ):
@@ -336,6 +342,7 @@ def test_only_the_current_version_in_the_participants_language_can_be_signed(
     assert stored(db) == before
 
 
+@pytest.mark.requirement("CONSENT-7")
 def test_a_wrong_password_is_401_and_leaves_only_an_audit_event(
     client, db, world, document, discussed
 ):
@@ -382,6 +389,7 @@ def test_a_second_participant_signature_on_the_same_consent_is_refused(
     assert stored(db) == before
 
 
+@pytest.mark.requirement("CONSENT-4")
 def test_a_patient_cannot_sign_for_another_participant(client, db, world, document):
     record_discussion(db, world.patient_b, world.coordinator_b)
 
@@ -391,6 +399,7 @@ def test_a_patient_cannot_sign_for_another_participant(client, db, world, docume
     assert stored(db) == (0, 0)
 
 
+@pytest.mark.requirement("CONSENT-4")
 def test_a_printed_name_that_does_not_match_is_422(client, db, world, document, discussed):
     response = sign(client, world.patient_a.user, document, world.patient_a, full_name="J. Doe")
 
@@ -428,6 +437,7 @@ def test_a_passed_quiz_lets_the_participant_sign(client, db, world, discussed):
     assert stored(db) == (1, 1)
 
 
+@pytest.mark.requirement("CONSENT-3")
 def test_nobody_signs_before_the_discussion_is_recorded(client, db, world, document):
     response = sign(client, world.patient_a.user, document, world.patient_a)
 
@@ -506,6 +516,7 @@ def test_a_coordinator_of_another_site_cannot_countersign(client, db, world, doc
     assert stored(db) == before
 
 
+@pytest.mark.requirement("CONSENT-8")
 def test_the_countersignature_completes_the_consent(client, db, world, document, discussed):
     patient = world.patient_a
     first = sign(client, patient.user, document, patient)
@@ -526,6 +537,7 @@ def test_the_countersignature_completes_the_consent(client, db, world, document,
     assert event.after["status"] == "consented"
 
 
+@pytest.mark.requirement("CONSENT-8")
 def test_a_participant_who_cannot_read_needs_a_witness_before_the_countersignature(
     client, db, world, document
 ):
@@ -582,6 +594,7 @@ def complete(db: Session, world: World, document: ConsentDocument) -> Consent:
     return make_complete_consent(db, world.patient_a, world.coordinator_a, document)
 
 
+@pytest.mark.requirement("CONSENT-5")
 def test_the_coordinator_reads_consent_records_with_signatures(client, world, document, complete):
     response = consents_of(client, world.coordinator_a, world.patient_a)
 
@@ -656,6 +669,7 @@ def test_a_tampered_signature_shows_as_not_intact(client, db, world, complete, d
     assert intact == {"participant": False, "investigator": True}
 
 
+@pytest.mark.requirement("CONSENT-7")
 def test_wrong_signing_passwords_lock_the_account_like_failed_log_ins(
     client, db, world, document, discussed
 ):

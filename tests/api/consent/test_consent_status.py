@@ -120,6 +120,7 @@ def test_filters_take_several_values(client, world, population):
     assert sorted(codes(rows)) == sorted([code(population.a_none), code(population.a_pending)])
 
 
+@pytest.mark.requirement("CONSENT-11")
 def test_requires_reconsent_then_awaiting_countersignature_of_the_new_version(
     client, db, world, population
 ):

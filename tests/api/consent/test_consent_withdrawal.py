@@ -123,6 +123,7 @@ def test_full_withdrawal_blocks_enrolment_and_procedures(client, db, world, cons
     assert event.reason == "told the nurse by phone"
 
 
+@pytest.mark.requirement("CONSENT-12")
 def test_full_withdrawal_deletes_and_changes_nothing_collected_before(client, db, world, consent):
     signatures_before = [(s.id, s.signed_at, s.printed_name, s.binding) for s in consent.signatures]
     kept = (consent.clause_choices, consent.completed_at, consent.document_id)
@@ -205,6 +206,7 @@ def outbox_of(db: Session, patient) -> dict[str, tuple[str, str | None]]:
 @pytest.mark.parametrize(
     ("scope", "reason"), [("all", "consent withdrawn"), ("contact", "contact withdrawn")]
 )
+@pytest.mark.requirement("CONSENT-12")
 def test_withdrawal_cancels_every_pending_sms_of_the_participant_at_once(
     client, db, world, consent, scope, reason
 ):

@@ -483,6 +483,7 @@ def age_password(db: Session, user: User, hours: float) -> None:
     db.expire_all()
 
 
+@pytest.mark.requirement("CONSENT-4")
 def test_a_signature_after_a_staff_triggered_reset_is_held(client, db, world, document):
     patient = world.patient_a.user
     trigger(client, world)

@@ -88,6 +88,7 @@ def test_email_is_stored_lower_case(client, world, admin_headers):
     assert response.get_json()["email"] == "mixed.case@example.org"
 
 
+@pytest.mark.requirement("CONSENT-7")
 def test_duplicate_email_is_a_conflict_whatever_its_case(client, db, world, admin_headers):
     before = count(db, User)
     body = new_user("admin", email=world.nurse_a.email.upper())

@@ -321,6 +321,7 @@ def test_publishing_a_new_version_leaves_one_pending_reminder_per_occasion(
 # --- withdrawal and the missed job ---------------------------------------------------------
 
 
+@pytest.mark.requirement("CONSENT-12")
 def test_withdrawal_cancels_what_is_not_answered(db, world):
     questionnaire = make_questionnaire(db, world.study, world.coordinator_a, schedule=daily(0, 3))
     enrolled_with_visits(db, world, baseline=today())
