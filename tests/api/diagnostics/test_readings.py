@@ -443,6 +443,7 @@ def test_another_studys_staff_do_not_find_its_thresholds(client, db, world, auth
     assert_problem(client.get(url_, headers=auth("other_monitor")), 404)
 
 
+@pytest.mark.requirement("VISIT-5")
 def test_a_reading_outside_the_thresholds_is_flagged(client, db, world, auth, enrolled):
     set_thresholds(client, auth, world, BP_LIMITS)
 
@@ -573,6 +574,7 @@ def flagged_url(world: World) -> str:
     return f"/api/v1/studies/{world.study.id}/readings/flagged"
 
 
+@pytest.mark.requirement("VISIT-5")
 def test_coordinators_list_their_sites_flagged_readings_newest_first(
     client, db, world, auth, enrolled
 ):

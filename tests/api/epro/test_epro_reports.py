@@ -153,6 +153,7 @@ def code(patient: Patient) -> str:
     return patient.participant.subject_code
 
 
+@pytest.mark.requirement("EPRO-7")
 def test_every_figure_per_participant_site_and_study(client: FlaskClient, fixture: Fixture) -> None:
     world = fixture.world
     body = report(client, world, "monitor")

@@ -114,6 +114,7 @@ def grace(app: Flask) -> dt.timedelta:
 # --- submission ------------------------------------------------------------------
 
 
+@pytest.mark.requirement("EPRO-2", "EPRO-3")
 def test_a_patient_submits_a_response(client, db, world, auth, instance):
     body = submission(instance, sent_at=device(utcnow()))
 
@@ -156,6 +157,7 @@ def test_the_submission_is_audited_without_the_answer_values(client, db, auth, i
 # --- the window and its grace, by the server's clock -------------------------------
 
 
+@pytest.mark.requirement("EPRO-1")
 def test_one_second_before_the_window_opens_is_refused(client, db, world, auth, questionnaire):
     headers = auth("patient")
     now = utcnow()
@@ -213,6 +215,7 @@ def test_received_one_second_after_the_grace_is_refused(
     assert count(db, EproResponse) == 0
 
 
+@pytest.mark.requirement("EPRO-1")
 def test_completed_inside_but_received_after_the_grace_is_refused(
     client, app, db, world, auth, questionnaire
 ):
@@ -240,6 +243,7 @@ def test_completed_one_second_after_the_window_closed_is_refused(
     assert count(db, EproResponse) == 0
 
 
+@pytest.mark.requirement("EPRO-1")
 def test_completed_before_the_window_opened_is_refused(client, db, world, auth, questionnaire):
     headers = auth("patient")
     opens = utcnow() - dt.timedelta(hours=1)
@@ -250,6 +254,7 @@ def test_completed_before_the_window_opened_is_refused(client, db, world, auth, 
     assert "before the window opened" in assert_problem(response, 409)["detail"]
 
 
+@pytest.mark.requirement("EPRO-2")
 def test_a_device_clock_ahead_is_flagged_and_judged_by_receipt(
     client, db, world, auth, questionnaire
 ):
@@ -270,6 +275,7 @@ def test_a_device_clock_ahead_is_flagged_and_judged_by_receipt(
     assert event.after["clock_skew_flag"] is True
 
 
+@pytest.mark.requirement("EPRO-2")
 def test_skew_is_measured_from_sent_at_when_given(client, auth, instance):
     body = submission(instance, sent_at=device(utcnow() - dt.timedelta(minutes=7)))
 
@@ -282,6 +288,7 @@ def test_skew_is_measured_from_sent_at_when_given(client, auth, instance):
 # --- replay and a second submission --------------------------------------------------
 
 
+@pytest.mark.requirement("EPRO-8")
 def test_a_replay_answers_200_with_the_original(client, db, auth, instance):
     body = submission(instance)
     first = submit(client, auth("patient"), body)
@@ -362,6 +369,7 @@ def test_a_cancelled_instance_is_refused_with_the_reason(client, db, world, auth
 # --- declining -------------------------------------------------------------------
 
 
+@pytest.mark.requirement("EPRO-7")
 def test_a_participant_may_decline(client, db, auth, instance):
     body = submission(instance, status="declined", answers=[], decline_reason="too tired")
 
@@ -404,6 +412,7 @@ def booked(client: FlaskClient, db: Session, world: World, questionnaire: Questi
     return v1
 
 
+@pytest.mark.requirement("EPRO-3")
 def test_a_nurse_enters_answers_during_the_visit(client, db, world, auth, booked, instance):
     check_in = client.post(
         f"/api/v1/visits/{booked.id}/check-in",
@@ -491,6 +500,7 @@ def test_invalid_answers_are_refused_per_item_and_nothing_is_stored(client, db, 
     assert audit_events(db, "epro.response.submit", instance.id) == []
 
 
+@pytest.mark.requirement("EPRO-6")
 def test_answers_are_validated_against_the_instances_own_version(
     client, db, world, auth, questionnaire
 ):
@@ -569,6 +579,30 @@ def test_a_batch_answers_each_item_on_its_own(client, db, world, auth, questionn
     assert statuses == ["completed", "scheduled", "completed"]
 
 
+@pytest.mark.requirement("EPRO-8")
+def test_an_offline_batch_keeps_the_device_times_beside_the_later_receipt(
+    client, db, world, auth, questionnaire
+):
+    """Answered on the phone 3 hours ago, inside the window, and synced now, after it
+    closed: the device's own times and offset are what is stored."""
+    now = utcnow()
+    instance = window(db, world, questionnaire, now - dt.timedelta(hours=5), hours=4)
+    completed = (now - dt.timedelta(hours=3)).replace(microsecond=0)
+    body = submission(instance, completed_at=completed)
+
+    (result,) = batch(client, auth("patient"), [body]).get_json()["results"]
+
+    assert result["status"] == 201, result
+    stored = result["body"]
+    assert stored["completed_at"] == completed.strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = completed - dt.timedelta(minutes=3)
+    assert stored["started_at"] == started.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (stored["device_utc_offset"], stored["device_timezone"]) == ("+01:00", "Europe/Brussels")
+    received = dt.datetime.fromisoformat(stored["received_at"])
+    assert received >= now and stored["timeliness"] == "late"
+    assert stored["clock_skew_flag"] is False
+
+
 def test_a_refused_item_does_not_undo_the_others(client, db, world, auth, instance):
     """The 409 of the second item comes after the first item was written."""
     items = [submission(instance), submission(instance)]
@@ -619,6 +653,7 @@ def correct(
     return client.post(f"{RESPONSES}/{response_id}/corrections", json=body, headers=headers)
 
 
+@pytest.mark.requirement("EPRO-3", "EPRO-4")
 def test_a_coordinator_records_a_correction_as_a_new_version(client, db, world, auth, answered):
     response = correct(client, auth("coordinator_a"), answered["id"])
 
@@ -637,6 +672,7 @@ def test_a_coordinator_records_a_correction_as_a_new_version(client, db, world, 
     assert count(db, EproResponse) == 2
 
 
+@pytest.mark.requirement("EPRO-4")
 def test_a_correction_is_audited_with_the_values_before_and_after(client, db, auth, answered):
     version_2 = correct(client, auth("coordinator_a"), answered["id"]).get_json()
 
@@ -714,12 +750,39 @@ def test_a_coordinator_of_another_site_cannot_correct(client, db, auth, answered
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])
+@pytest.mark.requirement("EPRO-4")
 def test_a_response_cannot_be_changed_in_place(client, auth, answered, method):
     for who in ("patient", "coordinator_a"):
         response = getattr(client, method)(
             f"{RESPONSES}/{answered['id']}", json={"answers": []}, headers=auth(who)
         )
         assert_problem(response, 405)
+
+
+@pytest.mark.requirement("EPRO-5")
+def test_the_site_reads_a_responses_whole_history_and_its_audit_trail(
+    client, db, world, auth, answered
+):
+    version_2 = correct(client, auth("coordinator_a"), answered["id"]).get_json()
+
+    listed = listing(client, auth("coordinator_a"), world.patient_a.participant).get_json()
+    trail = client.get(
+        "/api/v1/audit",
+        query_string={"entity_type": "epro_response"},
+        headers=auth("coordinator_a"),
+    )
+
+    assert [(r["version"], r["answers"]) for r in listed] == [(2, CORRECTED), (1, ANSWERS)]
+    assert trail.status_code == 200
+    events = {(e["action"], e["entity_id"]): e for e in trail.get_json()}
+    assert set(events) == {
+        ("epro.response.submit", answered["id"]),
+        ("epro.response.correct", version_2["id"]),
+    }
+    correction = events[("epro.response.correct", version_2["id"])]
+    assert correction["actor_id"] == str(world.coordinator_a.id)
+    assert correction["reason"] == "transcription error reported by phone"
+    assert correction["before"]["answers"] == {"q1": "some", "q5": 4}
 
 
 # --- FHIR export -------------------------------------------------------------------
@@ -734,6 +797,7 @@ def fhir(client: FlaskClient, headers: dict[str, str], response_id: str) -> dict
     return body
 
 
+@pytest.mark.requirement("EPRO-5", "EPRO-6")
 def test_a_response_exports_as_a_fhir_questionnaire_response(
     client, world, auth, instance, questionnaire
 ):
@@ -881,5 +945,6 @@ def test_the_list_is_paginated(client, db, world, auth, questionnaire):
     assert json.loads(first.headers["X-Pagination"])["total"] == 3
 
 
+@pytest.mark.requirement("EPRO-8")
 def test_submission_needs_a_token(client, instance):
     assert_problem(client.post(RESPONSES, json=submission(instance)), 401)

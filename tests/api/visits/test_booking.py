@@ -97,6 +97,7 @@ def test_a_coordinator_books_a_nurse_inside_window_and_hours(client, db, world, 
     assert audit_events(db, "visit.protocol_deviation", v1.id) == []
 
 
+@pytest.mark.requirement("VISIT-3")
 def test_a_day_outside_the_window_is_refused(client, db, world, v1):
     response = schedule(
         client,
@@ -113,6 +114,7 @@ def test_a_day_outside_the_window_is_refused(client, db, world, v1):
     assert unchanged(db, v1)
 
 
+@pytest.mark.requirement("VISIT-3")
 def test_an_override_reason_books_outside_the_window_as_a_protocol_deviation(client, db, world, v1):
     response = schedule(
         client,
@@ -282,6 +284,7 @@ def test_the_participant_needs_no_travel_buffer_between_their_visits(
     assert response.status_code == 200, response.get_json()
 
 
+@pytest.mark.requirement("VISIT-1")
 def test_a_nurse_without_delegation_is_refused(client, db, world, v1):
     nurse = make_staff(db, Role.NURSE, sites=[world.site_a])
     nurses.set_availability(
@@ -301,6 +304,7 @@ def test_a_nurse_without_delegation_is_refused(client, db, world, v1):
     assert unchanged(db, v1)
 
 
+@pytest.mark.requirement("VISIT-1")
 def test_a_nurse_with_expired_training_is_refused(client, db, world, v1):
     nurse = make_staff(db, Role.NURSE, sites=[world.site_a])
     make_nurse_ready(db, world, nurse, valid_until=dt.date(2026, 3, 15))

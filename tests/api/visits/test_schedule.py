@@ -305,6 +305,7 @@ def test_enrolment_over_http_plans_the_visits_the_coordinator_then_reads(client,
     assert response.headers["X-Pagination"]
 
 
+@pytest.mark.requirement("VISIT-2")
 def test_the_coordinator_reads_visits_with_contact_data_and_the_nurse_id(client, db, world, booked):
     response = visits_of(client, world.coordinator_a, world.patient_a.participant.id)
 
@@ -338,6 +339,7 @@ def test_the_nurse_sees_only_the_visits_assigned_to_them(client, db, world, book
     ]
 
 
+@pytest.mark.requirement("VISIT-4")
 def test_a_monitor_sees_visit_dates_and_status_only(client, db, world, booked):
     response = visits_of(client, world.monitor, world.patient_a.participant.id)
 

@@ -168,6 +168,7 @@ def test_slots_are_ordered_by_date_then_nurse_then_time(client, db, world, basel
     assert len({s["start"][:10] for s in found}) == 3
 
 
+@pytest.mark.requirement("VISIT-1")
 def test_only_delegated_trained_active_nurses_of_the_site_are_offered(client, db, world, baseline):
     ready = make_nurse_ready(db, world)
     undelegated = new_nurse(db, world)

@@ -73,6 +73,7 @@ def completed(client: FlaskClient, world: World, in_progress: Visit) -> Visit:
     return in_progress
 
 
+@pytest.mark.requirement("VISIT-2")
 def test_a_visit_goes_from_planned_to_completed(client, db, world, planned):
     visit = planned[0]
     body = {"nurse_id": str(world.nurse_a.id), "start": START, "end": END}
@@ -370,6 +371,7 @@ def test_check_in_now_long_after_the_window_is_409(client, db, world, scheduled)
     assert status_of(db, scheduled) == "scheduled"
 
 
+@pytest.mark.requirement("VISIT-3")
 def test_an_override_reason_checks_in_early_as_a_recorded_deviation(client, db, world, scheduled):
     reason = "participant leaves for hospital on the 16th"
 
@@ -469,6 +471,7 @@ def get_visit(client: FlaskClient, user: User, visit: Visit) -> TestResponse:
 
 
 @pytest.mark.parametrize("who", ["coordinator_a", "nurse_a", "patient"])
+@pytest.mark.requirement("VISIT-4")
 def test_carers_and_the_patient_read_the_visit_with_contact_data(client, world, in_progress, who):
     response = get_visit(client, user_of(world, who), in_progress)
 
@@ -484,6 +487,7 @@ def test_carers_and_the_patient_read_the_visit_with_contact_data(client, world, 
 
 
 @pytest.mark.parametrize("who", ["monitor", "admin"])
+@pytest.mark.requirement("VISIT-4")
 def test_monitors_and_admins_read_dates_and_status_without_contact_data(
     client, world, in_progress, who
 ):

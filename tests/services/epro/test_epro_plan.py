@@ -339,6 +339,7 @@ def test_withdrawal_cancels_what_is_not_answered(db, world):
     assert event.reason == "consent withdrawn"
 
 
+@pytest.mark.requirement("EPRO-7")
 def test_the_missed_job_waits_for_the_grace_period(db, world, connection, app):
     questionnaire = make_questionnaire(db, world.study, world.coordinator_a)
     participant = world.patient_a.participant

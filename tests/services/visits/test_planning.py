@@ -34,6 +34,7 @@ def dates(planned: list[Visit]) -> list[tuple[str, dt.date, dt.date, dt.date]]:
     return [(v.code, v.target_date, v.window_start, v.window_end) for v in planned]
 
 
+@pytest.mark.requirement("VISIT-2")
 def test_enrolment_plans_each_visit_from_the_baseline_with_its_window(db, world):
     planned = enrolled_with_visits(db, world, baseline=BASELINE)
 
