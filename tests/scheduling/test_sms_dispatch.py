@@ -187,6 +187,7 @@ def test_without_sms_settings_the_study_signs_with_the_neutral_default(
 # --- quiet hours and the daily cap ----------------------------------------------------
 
 
+@pytest.mark.requirement("SMS-5")
 def test_quiet_hours_defer_past_midnight_to_the_first_allowed_minute(
     db, sessions, gateway, settings, fake_twilio, patient
 ):
@@ -313,6 +314,7 @@ def withdrawn(db: Session, patient: Patient) -> None:
         (withdrawn, "cancelled", "participant withdrawn"),
     ],
 )
+@pytest.mark.requirement("SMS-3")
 def test_a_recipient_who_must_not_get_sms_gets_none(
     db, sessions, gateway, settings, fake_twilio, patient, change, status, reason
 ):

@@ -94,6 +94,7 @@ def fhir(client: FlaskClient, headers: dict[str, str], reading_id: str) -> dict[
 # --- recording -----------------------------------------------------------------------
 
 
+@pytest.mark.requirement("UPLOAD-3")
 def test_a_patient_records_a_reading(client, db, world, auth, enrolled):
     data = body(measured_at="2026-03-16T08:30:00+01:00")
 

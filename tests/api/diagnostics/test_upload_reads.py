@@ -73,6 +73,7 @@ def received(app_client: FlaskClient, headers: dict[str, str], upload_id: str) -
 
 
 @pytest.mark.parametrize("who", ["patient", "coordinator_a", "nurse_a", "monitor"])
+@pytest.mark.requirement("UPLOAD-4")
 def test_metadata_is_read_by_the_team_the_patient_and_monitors(
     app_client, auth, visit, uploaded, who
 ):
@@ -103,6 +104,7 @@ def test_an_unknown_upload_is_not_found(app_client, auth, enrolled):
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])
+@pytest.mark.requirement("UPLOAD-2")
 def test_uploads_are_never_changed_nor_deleted(app_client, db, auth, uploaded, method):
     for who in ("patient", "coordinator_a"):
         response = getattr(app_client, method)(f"{UPLOADS}/{uploaded['id']}", headers=auth(who))
@@ -199,6 +201,7 @@ def test_a_csv_keeps_its_type_exactly(app_client, auth, enrolled):
 
 
 @pytest.mark.parametrize(("who", "status"), [("monitor", 403), ("coordinator_b", 404)])
+@pytest.mark.requirement("UPLOAD-4")
 def test_the_file_is_refused_to_monitors_and_other_sites(
     app_client, db, auth, uploaded, who, status
 ):
@@ -326,6 +329,7 @@ def test_chunks_swapped_or_from_another_file_are_never_delivered(
     assert all("record 0" in a.after["detail"] or "record 1" in a.after["detail"] for a in alerts)
 
 
+@pytest.mark.requirement("UPLOAD-1")
 def test_a_file_that_opens_but_is_another_one_is_a_mismatch(
     app_client, db, auth, enrolled, tmp_path
 ):

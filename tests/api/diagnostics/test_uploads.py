@@ -146,6 +146,7 @@ def app_client(make_app: AppFactory, tmp_path: Path) -> FlaskClient:
 # --- accepted ------------------------------------------------------------------------
 
 
+@pytest.mark.requirement("UPLOAD-1")
 def test_a_patient_uploads_a_file(app_client, db, world, auth, enrolled, tmp_path):
     fields = fields_for(PDF, client_id=random_id())
     # The test client's own multipart encoder, as a browser form would send it.
@@ -226,6 +227,7 @@ def test_a_nurse_names_the_participant(app_client, db, auth, visit, tmp_path):
 
 
 @pytest.mark.parametrize("file_first", [False, True], ids=["fields-first", "file-first"])
+@pytest.mark.requirement("UPLOAD-1")
 def test_a_checksum_mismatch_keeps_nothing(app_client, db, auth, enrolled, tmp_path, file_first):
     fields = fields_for(PDF, sha256=sha256(b"what the phone meant to send"))
     response = upload(app_client, auth("patient"), PDF, fields, file_first=file_first)
@@ -499,6 +501,7 @@ def test_another_users_client_id_is_a_conflict(app_client, db, world, auth, enro
     assert count(db, Upload) == 1
 
 
+@pytest.mark.requirement("UPLOAD-2")
 def test_a_replacement_points_to_the_upload_it_supersedes(app_client, db, auth, enrolled, tmp_path):
     old = upload(app_client, auth("patient"), PDF).get_json()
     corrected = PDF + b"% corrected\n"

@@ -60,6 +60,7 @@ def test_defaults_apply_until_preferences_are_saved(client, db, world):
     assert count(db, NotificationPreference) == 0
 
 
+@pytest.mark.requirement("SMS-2")
 def test_a_patient_saves_preferences_and_the_change_is_audited(client, db, world):
     user = world.patient_a.user
 

@@ -440,6 +440,7 @@ def twiml(text: str) -> str:
         "\tOptOut ",
     ],
 )
+@pytest.mark.requirement("SMS-3")
 def test_stop_opts_the_number_out_and_confirms_once(hooks, db, world, body):
     """Planned reminders stay planned: the dispatcher skips those due while opted out,
     and those due after a START still go."""
@@ -465,6 +466,7 @@ def test_stop_opts_the_number_out_and_confirms_once(hooks, db, world, body):
     assert db.scalars(select(SmsEvent.keyword)).all() == [body.strip().upper()]
 
 
+@pytest.mark.requirement("SMS-7")
 def test_opting_out_is_not_a_withdrawal(hooks, db, world):
     participant = world.patient_a.participant
     participant.status, participant.consent_state = "enrolled", "complete"
@@ -484,6 +486,7 @@ def test_opting_out_is_not_a_withdrawal(hooks, db, world):
     assert preference(db, world.patient_a.user.id).sms_enabled is True
 
 
+@pytest.mark.requirement("SMS-3")
 def test_a_replayed_stop_after_start_changes_nothing(hooks, db, world):
     """A signed STOP captured and sent again after the person's START: acknowledged
     with an empty answer (no second confirmation), the number stays opted in."""
@@ -605,6 +608,7 @@ def test_start_without_an_opt_out_or_a_21610_changes_nothing(hooks, db, world):
     assert audit_events(db, "sms.opt_in", user_id) == []
 
 
+@pytest.mark.requirement("SMS-4")
 def test_help_answers_the_studys_contact(hooks, db, world):
     db.add(
         StudySmsSettings(
@@ -620,6 +624,7 @@ def test_help_answers_the_studys_contact(hooks, db, world):
     assert preference(db, world.patient_a.user.id) is None  # HELP changes nothing
 
 
+@pytest.mark.requirement("SMS-4")
 def test_help_without_study_settings_uses_the_defaults(hooks, db, world):
     response = inbound(hooks, world.patient_a.user.phone, "HELP")
 
@@ -672,6 +677,7 @@ def test_the_senders_number_is_never_logged(hook_app, hooks, world):
     assert phone not in written and phone.lstrip("+") not in written
 
 
+@pytest.mark.requirement("SMS-7")
 def test_the_site_sees_the_opt_out_on_the_participant(hooks, db, world):
     """A STOP shows on the participant for their coordinator, not for a monitor."""
     patient = world.patient_a

@@ -80,6 +80,7 @@ def test_every_template_exists_in_every_language_with_the_same_parameters():
 
 
 @pytest.mark.parametrize(("template", "locale"), CASES)
+@pytest.mark.requirement("SMS-1", "SMS-6")
 def test_every_rendered_template_is_free_of_health_words_and_fits_its_segments(template, locale):
     text = render(template, locale, SAMPLE, SENDER)
 
@@ -123,6 +124,7 @@ PLANTED = {
 @pytest.mark.parametrize(
     ("locale", "word"), [(locale, word) for locale, words in PLANTED.items() for word in words]
 )
+@pytest.mark.requirement("SMS-1")
 def test_the_checker_catches_a_health_word_planted_in_a_template(locale, word):
     clean = render("visit_24h", locale, SAMPLE, SENDER)
     planted = clean.replace(f"{SENDER}: ", f"{SENDER}: {word} ")
@@ -261,11 +263,13 @@ def test_narrower_preferences_move_both_ends():
     assert allowed(local(2026, 6, 15, 18, 0), "09:30", "18:00") == local(2026, 6, 16, 9, 30)
 
 
+@pytest.mark.requirement("SMS-5")
 def test_preferences_wider_than_the_allowed_hours_are_held_to_them():
     assert allowed(local(2026, 6, 15, 7, 0), "06:00", "23:00") == local(2026, 6, 15, 8, 0)
     assert allowed(local(2026, 6, 15, 22, 0), "06:00", "23:00") == local(2026, 6, 16, 8, 0)
 
 
+@pytest.mark.requirement("SMS-5")
 def test_the_window_is_read_in_the_recipients_zone():
     due = utc(2026, 6, 15, 2, 0)  # 04:00 in Brussels, 22:00 the day before in New York
 

@@ -498,6 +498,7 @@ def test_the_nurse_gets_tomorrows_list_at_18_00_local(db, world, d14):
 # --- no health data ----------------------------------------------------------------------
 
 
+@pytest.mark.requirement("SMS-1")
 def test_no_planned_message_carries_more_than_times_counts_and_the_code(db, world, d14):
     questionnaire = make_questionnaire(db, world.study, world.coordinator_a)
     make_instance(
