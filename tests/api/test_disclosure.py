@@ -75,6 +75,7 @@ def cancelled(client: FlaskClient, auth: Headers, planned: list[Visit]) -> Visit
 
 
 @pytest.mark.parametrize("who", READERS_WITHHELD)
+@pytest.mark.requirement("X-BLINDED")
 def test_monitors_and_admins_read_audit_reasons_withheld(client, auth, cancelled, who):
     found = read(client, auth(who), "/api/v1/audit", entity_id=str(cancelled.id))
 

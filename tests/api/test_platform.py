@@ -236,6 +236,7 @@ def test_docs_are_served_as_html(client):
         ({"PUBLIC_BASE_URL": "http://127.0.0.1:5000"}, "PUBLIC_BASE_URL"),
     ],
 )
+@pytest.mark.requirement("X-OPEN-SYSTEM")
 def test_production_refuses_development_secrets(database_url, settings, complaint):
     with pytest.raises(RuntimeError, match=complaint):
         config.load(production(**settings))

@@ -258,6 +258,7 @@ def stored_files(app: Flask, folder: Path) -> Iterator[tuple[str, bytes]]:
         yield str(path), path.read_bytes()
 
 
+@pytest.mark.requirement("X-GDPR")
 def test_nothing_identifying_is_readable_at_rest_after_the_demo_and_a_journey(demo_app, tmp_path):
     journey(demo_app.test_client())
     demo_app.extensions["db"].engine.dispose()  # close connections; the WAL stays if any

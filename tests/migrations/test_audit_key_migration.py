@@ -118,6 +118,7 @@ def migrated(app, fresh_url: str, fresh_engine: Engine) -> Iterator[Session]:  #
         session.rollback()
 
 
+@pytest.mark.requirement("X-RETENTION")
 def test_a_legacy_trail_still_verifies_under_a_keyed_cutover_seal(migrated):
     session = migrated
 
@@ -137,6 +138,7 @@ def test_legacy_reasons_are_encrypted_and_still_read(migrated):
     assert {e.reason for e in session.scalars(sa.select(AuditEvent))} == {REASON}
 
 
+@pytest.mark.requirement("X-RETENTION")
 def test_legacy_payloads_are_encrypted_and_still_read(migrated):
     """`after` copied what people typed in older events too: sealed by the migration."""
     session = migrated

@@ -63,6 +63,7 @@ def test_downgrade_leaves_the_values_in_clear_as_before(fresh_engine, populated)
             assert in_clear(raw_value(conn, value), value) == value.value, value.purpose
 
 
+@pytest.mark.requirement("X-GDPR")
 def test_upgrade_encrypts_what_was_stored_in_clear(fresh_url, fresh_engine, populated):
     command.upgrade(alembic_config(fresh_url), "head")
 

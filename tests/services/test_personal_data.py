@@ -151,6 +151,7 @@ def test_identifier_columns_hold_ciphertext_that_decrypts(connection, people):
     assert crypto.decrypt(participant.date_of_birth, "participants.date_of_birth") == "1961-04-23"
 
 
+@pytest.mark.requirement("X-GDPR")
 def test_no_plaintext_identifier_anywhere_in_the_database(connection, people):
     """Audit payloads, sessions, codes, chain heads: no table may copy an identifier."""
     for table in Base.metadata.sorted_tables:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
 from flask.testing import FlaskClient
 
 from services.db import utcnow
@@ -89,6 +90,7 @@ def test_reading_the_audit_trail_needs_a_token(client, db):
     assert_problem(client.get(AUDIT), 401)
 
 
+@pytest.mark.requirement("X-AUDIT-REVIEW")
 def test_filters_by_entity_and_actor(client, db):
     world = make_world(db)
     headers = headers_for(client, world.admin)
@@ -109,6 +111,7 @@ def test_filters_by_entity_and_actor(client, db):
     assert str(world.patient_b.participant.id) in {e["entity_id"] for e in by_actor}
 
 
+@pytest.mark.requirement("X-AUDIT-REVIEW")
 def test_filters_by_time_window(client, db):
     world = make_world(db)
     headers = headers_for(client, world.coordinator_a)

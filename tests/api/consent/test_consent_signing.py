@@ -619,6 +619,7 @@ def test_the_coordinator_reads_consent_records_with_signatures(client, world, do
     assert all("signature_image" not in s for s in record["signatures"])
 
 
+@pytest.mark.requirement("X-BLINDED")
 def test_monitors_read_consent_records_without_printed_names(client, world, complete):
     response = consents_of(client, world.monitor, world.patient_a)
 

@@ -201,7 +201,7 @@ def test_a_csv_keeps_its_type_exactly(app_client, auth, enrolled):
 
 
 @pytest.mark.parametrize(("who", "status"), [("monitor", 403), ("coordinator_b", 404)])
-@pytest.mark.requirement("UPLOAD-4")
+@pytest.mark.requirement("UPLOAD-4", "X-ACCESS")
 def test_the_file_is_refused_to_monitors_and_other_sites(
     app_client, db, auth, uploaded, who, status
 ):

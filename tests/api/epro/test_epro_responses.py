@@ -462,6 +462,7 @@ def test_a_participant_not_enrolled_cannot_answer(client, db, world, questionnai
     assert count(db, EproResponse) == 0
 
 
+@pytest.mark.requirement("X-STEP-ORDER")
 def test_a_re_consent_blocks_answering(client, db, world, auth, instance):
     make_consent_document(db, world.study, requires_reconsent=True)
 
@@ -672,7 +673,7 @@ def test_a_coordinator_records_a_correction_as_a_new_version(client, db, world, 
     assert count(db, EproResponse) == 2
 
 
-@pytest.mark.requirement("EPRO-4")
+@pytest.mark.requirement("EPRO-4", "X-AUDIT-TRAIL")
 def test_a_correction_is_audited_with_the_values_before_and_after(client, db, auth, answered):
     version_2 = correct(client, auth("coordinator_a"), answered["id"]).get_json()
 

@@ -156,6 +156,7 @@ def test_a_valid_signature_for_the_public_url_is_accepted_behind_a_proxy(hooks, 
     "forge",
     ["tampered param", "tampered query", "other host", "host header", "wrong token", "missing"],
 )
+@pytest.mark.requirement("X-OPEN-SYSTEM")
 def test_requests_not_signed_for_this_url_and_form_are_refused(hooks, db, world, forge):
     message = outbox_row(db, world.patient_a, twilio_sid="SM" + "1" * 32)
     query = f"?message_id={message.id}"

@@ -461,6 +461,7 @@ def without_request(body: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key != "request_id"}
 
 
+@pytest.mark.requirement("X-ACCESS")
 def test_five_failed_logins_lock_the_account_from_that_address_silently(client, db):
     admin = make_staff(db, Role.ADMIN)
     sessions_before = len(sessions_of(db, admin))
@@ -510,6 +511,7 @@ def test_an_attacker_cannot_lock_the_holder_out(client, db):
     assert login(client, admin)["user"]["id"] == str(admin.id)
 
 
+@pytest.mark.requirement("X-ACCESS")
 def test_the_account_wide_ceiling_raises_an_alert_instead_of_locking(make_app, db):
     other = make_app(DCT_MAX_FAILED_LOGINS=3, DCT_LOGIN_ALERT_CEILING=8).test_client()
     admin = make_staff(db, Role.ADMIN)

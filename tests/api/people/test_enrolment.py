@@ -69,7 +69,7 @@ def test_enrolment_without_any_consent_is_refused(client, db, world):
     assert state(db, world.patient_a) == ("screening", "none", None)
 
 
-@pytest.mark.requirement("CONSENT-8")
+@pytest.mark.requirement("CONSENT-8", "X-STEP-ORDER")
 def test_enrolment_before_the_countersignature_is_refused(client, db, world, document):
     record_discussion(db, world.patient_a, world.coordinator_a)
     sign_as(db, world.patient_a.user, world.patient_a, document, "participant")

@@ -370,6 +370,7 @@ def test_patient_does_not_find_another_patient(client, world):
 
 
 @pytest.mark.parametrize("who", ["monitor", "admin"])
+@pytest.mark.requirement("X-BLINDED")
 def test_monitor_and_admin_read_a_participant_pseudonymised(client, world, who):
     response = client.get(
         participant_url(world.patient_b), headers=headers_for(client, getattr(world, who))

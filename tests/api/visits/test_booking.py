@@ -356,6 +356,7 @@ def test_a_user_who_is_not_a_nurse_cannot_be_booked(client, db, world, v1, who):
     assert unchanged(db, v1)
 
 
+@pytest.mark.requirement("X-STEP-ORDER")
 def test_booking_needs_a_current_consent(client, db, world, v1):
     make_consent_document(db, world.study, requires_reconsent=True)
 

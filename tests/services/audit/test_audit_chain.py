@@ -8,6 +8,7 @@ PostgreSQL the append-only trigger is first disabled inside the test's transacti
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -24,8 +25,9 @@ from services.actor import Actor, Role
 from services.audit import chain as audit
 from services.audit import integrity
 from services.audit.models import REASON_PURPOSE
+from services.db import utcnow
 from services.errors import Conflict
-from services.models import AuditChainHead, AuditEvent, AuditSeal
+from services.models import AuditChainHead, AuditEvent, AuditSeal, AuthSession, LoginLockout
 from services.studies import studies
 from tests.checks import count
 from tests.factories.people import ADMIN, make_participant, make_site, make_study, make_world
@@ -122,6 +124,7 @@ def test_verify_passes_on_an_intact_trail(app, db):
     assert f"audit trail intact: {checked} events verified" in result.output
 
 
+@pytest.mark.requirement("X-AUDIT-TRAIL")
 def test_verify_names_an_edited_event(app, tamperable):
     db = tamperable
     _, second, _ = three_events(db)
@@ -247,6 +250,35 @@ def test_seal_job_runs_in_its_own_committed_transaction(app, db):
     assert sealed.heads == heads
 
 
+@pytest.mark.requirement("X-RETENTION")
+def test_housekeeping_purges_expired_sessions_and_lock_outs_but_no_audit_event(db):
+    world = make_world(db)
+    now = utcnow()
+    sessions, lockouts = count(db, AuthSession), count(db, LoginLockout)
+    db.add_all(
+        [
+            AuthSession(user_id=world.admin.id, expires_at=now - dt.timedelta(days=400)),
+            LoginLockout(
+                user_id=world.admin.id,
+                client_key="203.0.113.9",
+                failures=2,
+                updated_at=now - dt.timedelta(days=400),
+            ),
+        ]
+    )
+    db.flush()
+    trail_before = set(db.scalars(select(AuditEvent.id)))
+    assert trail_before
+
+    done = housekeeping.purge_expired_sessions(db, Actor.system("job-test"))
+
+    assert done == "1 expired sessions and 1 stale lock-out counts purged"
+    assert (count(db, AuthSession), count(db, LoginLockout)) == (sessions, lockouts)
+    assert set(db.scalars(select(AuditEvent.id))) == trail_before
+    assert integrity.verify(db)[1] is None
+
+
+@pytest.mark.requirement("X-AUDIT-TRAIL")
 def test_postgresql_refuses_to_update_or_delete_audit_rows(db, dialect):
     if dialect != "postgresql":
         pytest.skip("the append-only trigger exists on PostgreSQL only")

@@ -81,6 +81,7 @@ def download(client: FlaskClient, headers: Headers, upload_id: str) -> tuple[byt
     return response.get_data(), response.headers["X-Content-SHA256"]
 
 
+@pytest.mark.requirement("X-OPEN-SYSTEM")
 def test_a_multipart_upload_is_stored_sealed_and_read_back_exactly(
     app_client, db, auth, enrolled, tmp_path
 ):
