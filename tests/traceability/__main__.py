@@ -61,19 +61,23 @@ def table(catalogue: dict[str, Requirement], tests: dict[str, list[str]]) -> str
         f"`{COMMAND} --check` (run by the suite) fails when a requirement has no test,",
         "a marker names an unknown requirement, or this file is out of date.",
         "The requirements are those of ../shared/REGULATORY.md (P11 = 21 CFR Part 11).",
+        "A known gap is part of a requirement the software does not meet yet: the tests",
+        "show the rest, and the gap is open work, not evidence.",
         "",
-        "| Id | Requirement | Sources | Kind | Tests |",
-        "|---|---|---|---|---|",
+        "| Id | Requirement | Sources | Kind | Tests | Known gap |",
+        "|---|---|---|---|---|---|",
     ]
     for r in catalogue.values():
-        count = len(tests.get(r.id, []))
+        count, gap = len(tests.get(r.id, [])), "yes" if r.gap else ""
         lines.append(
-            f"| [{r.id}](#{r.id.lower()}) | {r.title} | {r.sources} | {r.kind} | {count} |"
+            f"| [{r.id}](#{r.id.lower()}) | {r.title} | {r.sources} | {r.kind} | {count} | {gap} |"
         )
     for r in catalogue.values():
         lines += ["", f"## {r.id}", "", f"{r.title} ({r.sources}).", ""]
         if r.organisational:
             lines += [f"Organisational part: {r.organisational}", ""]
+        if r.gap:
+            lines += [f"Known gap (not met yet): {r.gap}", ""]
         lines += [f"- `{test}`" for test in tests.get(r.id, [])]
     return "\n".join(lines) + "\n"
 

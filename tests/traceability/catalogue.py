@@ -16,13 +16,15 @@ KINDS = ("software", "partly organisational")
 @dataclass(frozen=True)
 class Requirement:
     """One requirement of ../shared/REGULATORY.md; `organisational` is the part the
-    sponsor or site does outside the software, when there is one."""
+    sponsor or site does outside the software, when there is one; `gap` is what the
+    software does not do yet, so the table never claims more than the tests show."""
 
     id: str
     title: str
     sources: str
     kind: str
     organisational: str | None = None
+    gap: str | None = None
 
 
 def requirements(path: Path = CATALOGUE) -> dict[str, Requirement]:

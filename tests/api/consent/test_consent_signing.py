@@ -567,6 +567,7 @@ def test_a_participant_who_cannot_read_needs_a_witness_before_the_countersignatu
     assert participant_row(db, patient).status == "consented"
 
 
+@pytest.mark.requirement("CONSENT-9")
 def test_a_representative_signs_instead_of_the_participant(client, db, world, document):
     patient, coordinator = world.patient_a, world.coordinator_a
     assert discuss(client, coordinator, patient, lar_name="Anna Peeters").status_code == 201
