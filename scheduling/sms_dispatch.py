@@ -35,7 +35,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from scheduling import sms_outcomes as outcomes
-from scheduling.sms_outcomes import PENDING, SENDING, SENT
+from scheduling.sms_outcomes import PENDING, SENDING
 from services.db import utcnow
 from services.models import (
     NotificationPreference,
@@ -469,11 +469,7 @@ class Dispatcher:
                 return 0
             message.lease_until, message.claimed_by = None, None
             if sid is not None:
-                message.status, message.status_reason = SENT, None
-                message.twilio_sid, message.sent_at = sid, message.sent_at or claimed_at
-                outcomes.audit_outcome(
-                    session, message, "sms.sent", "reconciliation", twilio_sid=sid
-                )
+                outcomes.sent(session, message, sid, at=claimed_at, worker="reconciliation")
             elif message.attempts >= self.settings["DCT_SMS_MAX_ATTEMPTS"]:
                 outcomes.give_up(session, message, "dispatcher lost", "reconciliation")
             else:

@@ -93,6 +93,7 @@ def sent(session: Session, message: SmsMessage, sid: str, *, at: dt.datetime, wo
 def give_up(
     session: Session, message: SmsMessage, reason: str, worker: str, **after: object
 ) -> None:
+    """No more attempts: the row says how many were made and why the last one failed."""
     message.status = SmsStatus.FAILED.value
     message.status_reason = f"gave up after {message.attempts} attempts: {reason}"
     audit_outcome(session, message, "sms.failed", worker, **after)
