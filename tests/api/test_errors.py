@@ -7,6 +7,8 @@ import json
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from api.errors import STATUSES
+from services import errors as domain
 from services.actor import Role
 from services.models import AuditEvent, Study
 from tests.checks import assert_problem, captured_logs, count
@@ -203,3 +205,24 @@ def test_authentication_comes_before_argument_validation(client):
     """A caller without a token learns nothing from validation messages."""
     response = client.get("/api/v1/audit?since=2026-01-01T00:00:00&page_size=9999")
     assert "errors" not in assert_problem(response, 401)
+
+
+def _kinds(base: type[domain.DomainError]) -> list[type[domain.DomainError]]:
+    return [base, *(kind for sub in base.__subclasses__() for kind in _kinds(sub))]
+
+
+def test_domain_errors_carry_no_http_status_and_each_kernel_kind_has_one_here(app):
+    """The domain names what went wrong; api/errors.py alone says which status that is,
+    and an error defined in a package answers as the kernel kind it extends."""
+    kernel = {
+        kind
+        for kind in vars(domain).values()
+        if isinstance(kind, type) and issubclass(kind, domain.DomainError)
+    }
+    assert kernel <= set(STATUSES)
+    with_status = [
+        kind.__qualname__
+        for kind in _kinds(domain.DomainError)
+        if {"status", "status_code", "title"} & set(vars(kind))
+    ]
+    assert not with_status
